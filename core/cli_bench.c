@@ -1,0 +1,515 @@
+/*
+ * core/cli_bench.c - `kdcl bench`: the device's copy bandwidth from a kdcl
+ * stream kernel, then every plugin's forward+backward at standard shapes,
+ * as medians after warm-up, with effective bandwidth (and GFLOP/s where a
+ * plugin states its flops) and the ratio to the measured copy bandwidth.
+ *
+ * Inputs are made from each plugin's input descriptors: the symbols of
+ * their shape strings ("[B,C]", "[N,Ds]", "[E,2]") are bound by a size
+ * set below, so a new plugin is benchmarked without any change here.
+ */
+#include "cli.h"
+#include "params.h"
+
+#include <ctype.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core_cl.h"
+
+struct size_set {
+    const char *label;
+    int64_t B, C, D, Ds, Dt, H, W, Cs, Ct, N, E;
+    bool llm_only; /* vocabulary-scale: only plugins of family "llm" */
+};
+
+static const struct size_set sizes[] = {
+    /* label         B     C       D     Ds    Dt    H   W   Cs  Ct   N     E */
+    {"256x100", 256, 100, 128, 128, 256, 8, 8, 16, 32, 256, 2048, false},
+    {"256x1000", 256, 1000, 512, 512, 1024, 16, 16, 32, 64, 1024, 8192,
+     false},
+    {"1024x32000", 1024, 32000, 2048, 2048, 4096, 32, 32, 64, 128, 2048,
+     16384, false},
+    {"4096x32000", 4096, 32000, 0, 0, 0, 0, 0, 0, 0, 0, 0, true},
+    {"1024x128256", 1024, 128256, 0, 0, 0, 0, 0, 0, 0, 0, 0, true},
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* xorshift64*: fast, seeded, reproducible. */
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static double rng_uniform(uint64_t *s)
+{
+    return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Copy bandwidth                                                          */
+
+static int copy_bandwidth(kdcl_context *ctx, int reps, double *gbps)
+{
+    const struct kdcl_device_info *d = kdcl_context_device(ctx);
+    kdcl_program *prog;
+    kdcl_kernel *k = NULL;
+    kdcl_tensor *src = NULL, *dst = NULL;
+    uint64_t bytes = 256ull << 20;
+    int64_t n;
+    double best = 1e30;
+    int status;
+
+    if (d->type == KDCL_DEVICE_GPU)
+        bytes = 1024ull << 20;
+    while (bytes > d->max_alloc || bytes * 2 > d->global_mem / 2)
+        bytes /= 2;
+    n = (int64_t)(bytes / 4);
+    status = kdcl_program_build(ctx, kdcl__stream_cl, NULL, &prog);
+    if (!status)
+        status = kdcl_kernel_init(ctx, prog, "kdcl_stream_copy", &k);
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &n, &src);
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &n, &dst);
+    if (!status)
+        status = kdcl_tensor_fill(src, 1.0);
+    if (!status)
+        status = kdcl_tensor_fill(dst, 0.0);
+    for (int r = 0; !status && r < reps + 2; r++) {
+        size_t g = (size_t)n / 4, l = 256;
+        struct kdcl_arg args[] = {KDCL_A_TENSOR(src), KDCL_A_TENSOR(dst),
+                                  KDCL_A_U32((uint32_t)(n / 4))};
+        double t0 = now_s(), dt;
+        status = kdcl_kernel_launch(ctx, k, 1, &g,
+                                    d->max_wg_size >= 256 ? &l : NULL, 3,
+                                    args);
+        if (!status)
+            status = kdcl_context_finish(ctx);
+        dt = now_s() - t0;
+        if (r >= 2 && dt < best)
+            best = dt; /* the first two runs warm up */
+    }
+    if (!status)
+        *gbps = 2.0 * (double)bytes / best * 1e-9;
+    kdcl_tensor_free(src);
+    kdcl_tensor_free(dst);
+    kdcl_kernel_free(k);
+    return status;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Plugins                                                                 */
+
+/* The value of a shape symbol in set, or -1. */
+static int64_t symbol(const struct size_set *s, const char *sym, int64_t m)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } table[] = {
+        {"B", offsetof(struct size_set, B)},
+        {"C", offsetof(struct size_set, C)},
+        {"V", offsetof(struct size_set, C)},
+        {"D", offsetof(struct size_set, D)},
+        {"Ds", offsetof(struct size_set, Ds)},
+        {"Dt", offsetof(struct size_set, Dt)},
+        {"H", offsetof(struct size_set, H)},
+        {"W", offsetof(struct size_set, W)},
+        {"Cs", offsetof(struct size_set, Cs)},
+        {"Ct", offsetof(struct size_set, Ct)},
+        {"N", offsetof(struct size_set, N)},
+        {"E", offsetof(struct size_set, E)},
+    };
+    if (isdigit((unsigned char)sym[0]))
+        return strtoll(sym, NULL, 10);
+    if (!strcmp(sym, "M"))
+        return m;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(table[i].name, sym)) {
+            int64_t v;
+            memcpy(&v, (const char *)s + table[i].off, sizeof v);
+            return v > 0 ? v : -1;
+        }
+    return -1;
+}
+
+/* Parse "[B,C]" with set's bindings; false when a symbol is unbound. */
+static bool bind_shape(const char *text, const struct size_set *s,
+                       uint32_t *ndim, int64_t *shape)
+{
+    char sym[32];
+    size_t n = 0;
+    *ndim = 0;
+    if (!text || *text != '[')
+        return false;
+    for (const char *p = text + 1; *p; p++) {
+        if (*p == ',' || *p == ']') {
+            int64_t v;
+            sym[n] = '\0';
+            v = symbol(s, sym, 2);
+            if (v < 1 || *ndim >= KDCL_MAX_DIMS)
+                return false;
+            shape[(*ndim)++] = v;
+            n = 0;
+            if (*p == ']')
+                return true;
+        } else if (!isspace((unsigned char)*p) && n + 1 < sizeof sym) {
+            sym[n++] = *p;
+        }
+    }
+    return false;
+}
+
+struct bench_input {
+    char name[64];
+    kdcl_tensor *t, *grad;
+};
+
+struct bench_result {
+    const char *plugin;
+    const char *size;
+    char shapes[256];
+    double ms, gbps, gflops;
+    const char *skipped;
+};
+
+/* Make one input per bound descriptor; returns the count or -1. */
+static int make_inputs(kdcl_context *ctx, kdcl_run *run,
+                       const struct kdcl_plugin *p, const struct size_set *s,
+                       struct bench_input *ins, int max, char *shapes,
+                       size_t shapes_len, const char **why)
+{
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    bool has_logits = false;
+    int n = 0;
+    size_t used = 0;
+    shapes[0] = '\0';
+    for (uint32_t i = 0; i < p->n_inputs; i++)
+        if (!strcmp(kdcl__input_desc(p, i)->name, "student.logits")
+            && (kdcl__input_desc(p, i)->flags & KDCL_INPUT_REQUIRED))
+            has_logits = true;
+    for (uint32_t i = 0; i < p->n_inputs; i++) {
+        const struct kdcl_input_desc *d = kdcl__input_desc(p, i);
+        bool want = (d->flags & KDCL_INPUT_REQUIRED)
+                    || ((d->flags & KDCL_INPUT_LABELS) && has_logits);
+        int copies = strstr(d->name, ".*.") ? 2 : 1;
+        uint32_t ndim;
+        int64_t shape[KDCL_MAX_DIMS];
+        if (!want)
+            continue;
+        if (!bind_shape(d->shape, s, &ndim, shape)) {
+            *why = "input shape has symbols this size set does not bind";
+            return -1;
+        }
+        for (int c = 0; c < copies && n < max; c++) {
+            struct bench_input *in = &ins[n];
+            const char *star = strchr(d->name, '*');
+            int64_t numel = 1, range = symbol(s, "C", 2);
+            if (star && star[-1] == '.')
+                snprintf(in->name, sizeof in->name, "%.*s%d%s",
+                         (int)(star - d->name), d->name, c, star + 1);
+            else if (star)
+                snprintf(in->name, sizeof in->name, "%.*s",
+                         (int)(star - d->name), d->name);
+            else
+                snprintf(in->name, sizeof in->name, "%s", d->name);
+            for (uint32_t k = 0; k < ndim; k++)
+                numel *= shape[k];
+            if (!strcmp(d->name, "graph.edges") || strstr(d->name, "edges"))
+                range = symbol(s, "N", 2);
+            if (kdcl_tensor_init(ctx,
+                                 (d->flags & KDCL_INPUT_INT) ? KDCL_DTYPE_I32
+                                                             : KDCL_DTYPE_F32,
+                                 ndim, shape, &in->t)) {
+                *why = kdcl_context_errmsg(ctx);
+                return -1;
+            }
+            n++;
+            {
+                size_t bytes = kdcl_tensor_bytes(in->t);
+                void *buf = malloc(bytes ? bytes : 1);
+                int status;
+                if (!buf) {
+                    *why = "out of host memory";
+                    return -1;
+                }
+                if (d->flags & KDCL_INPUT_INT) {
+                    int32_t *v = buf;
+                    for (int64_t e = 0; e < numel; e++)
+                        v[e] = (int32_t)(rng_next(&seed) % (uint64_t)range);
+                } else {
+                    float *v = buf;
+                    for (int64_t e = 0; e < numel; e++)
+                        v[e] = (float)(8.0 * rng_uniform(&seed) - 4.0);
+                }
+                status = kdcl_tensor_write(in->t, buf, bytes);
+                free(buf);
+                if (status || kdcl_run_set_input(run, in->name, in->t)) {
+                    *why = kdcl_context_errmsg(ctx);
+                    return -1;
+                }
+            }
+            if (d->flags & KDCL_INPUT_GRAD) {
+                if (kdcl_tensor_init(ctx, KDCL_DTYPE_F32, ndim, shape,
+                                     &in->grad)
+                    || kdcl_run_set_grad(run, in->name, in->grad)) {
+                    *why = kdcl_context_errmsg(ctx);
+                    return -1;
+                }
+            }
+            if (used < shapes_len) {
+                int w = snprintf(shapes + used, shapes_len - used, "%s%s%s",
+                                 used ? " " : "", in->name, d->shape);
+                if (w > 0)
+                    used += (size_t)w;
+            }
+        }
+    }
+    return n;
+}
+
+static void bench_plugin(kdcl_context *ctx, const struct kdcl_plugin *p,
+                         const struct size_set *s, int reps, double copy_gbps,
+                         struct bench_result *r)
+{
+    struct bench_input ins[16];
+    kdcl_run *run = NULL;
+    double times[200], flops = 0, bytes = 0, total = 0;
+    int n_in, n = 0;
+    const char *why = NULL;
+
+    memset(ins, 0, sizeof ins);
+    memset(r, 0, sizeof *r);
+    r->plugin = p->name;
+    r->size = s->label;
+    if (kdcl_run_init(ctx, p, NULL, &run)) {
+        why = kdcl_context_errmsg(ctx);
+        goto out;
+    }
+    n_in = make_inputs(ctx, run, p, s, ins, 16, r->shapes, sizeof r->shapes,
+                       &why);
+    if (n_in < 0)
+        goto out;
+    for (int w = 0; w < 2; w++)
+        if (kdcl_run_forward(run) || kdcl_run_backward(run)
+            || kdcl_context_finish(ctx)) {
+            why = kdcl_context_errmsg(ctx);
+            goto out;
+        }
+    while (n < 200 && (n < reps || (total < 0.5 && n < 50))) {
+        double t0 = now_s();
+        if (kdcl_run_forward(run) || kdcl_run_backward(run)
+            || kdcl_context_finish(ctx)) {
+            why = kdcl_context_errmsg(ctx);
+            goto out;
+        }
+        times[n] = now_s() - t0;
+        total += times[n++];
+    }
+    kdcl_run_cost(run, &flops, &bytes);
+    r->ms = median(times, (size_t)n) * 1e3;
+    r->gbps = bytes / (r->ms * 1e-3) * 1e-9;
+    r->gflops = flops > 0 ? flops / (r->ms * 1e-3) * 1e-9 : 0;
+    (void)copy_gbps;
+out:
+    if (why) {
+        static char msg[16][512];
+        static int slot;
+        snprintf(msg[slot], sizeof msg[slot], "%s", why);
+        /* keep the first line */
+        msg[slot][strcspn(msg[slot], "\n")] = '\0';
+        r->skipped = msg[slot];
+        slot = (slot + 1) % 16;
+    }
+    kdcl_run_free(run);
+    for (int i = 0; i < 16; i++) {
+        kdcl_tensor_free(ins[i].t);
+        kdcl_tensor_free(ins[i].grad);
+    }
+}
+
+static const char bench_help[] =
+    "usage: kdcl bench [options]\n"
+    "\n"
+    "Measures the device's copy bandwidth with a stream kernel, then each\n"
+    "plugin's forward+backward at standard shapes (median after warm-up),\n"
+    "with effective GB/s and its ratio to the copy bandwidth.\n"
+    "\n"
+    "  --device SPEC      device to measure (default auto)\n"
+    "  --plugin NAME      only this plugin (repeatable)\n"
+    "  --size LABEL       only this size set (repeatable): 256x100,\n"
+    "                     256x1000, 1024x32000, 4096x32000, 1024x128256\n"
+    "  --reps N           timed repetitions at least (default 5)\n"
+    "  --plugin-dir DIR   look for plugins in DIR first\n"
+    "  --json OUT.json    also write the results as JSON\n";
+
+static bool listed(const struct cli_list *l, const char *s)
+{
+    if (l->n == 0)
+        return true;
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i], s))
+            return true;
+    return false;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"device", required_argument, NULL, 'D'},
+        {"plugin", required_argument, NULL, 'p'},
+        {"size", required_argument, NULL, 'z'},
+        {"reps", required_argument, NULL, 'r'},
+        {"plugin-dir", required_argument, NULL, 'd'},
+        {"json", required_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    struct cli_list plugins = {0}, dirs = {0}, want_sizes = {0};
+    const char *device = "auto", *json_path = NULL;
+    int reps = 5, c, rc = CLI_FAIL;
+    kdcl_registry *reg = NULL;
+    kdcl_context *ctx = NULL;
+    double copy_gbps = 0;
+    cJSON *doc = NULL, *arr;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "D:p:z:r:d:j:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'D': device = optarg; break;
+        case 'p': cli_list_add(&plugins, optarg); break;
+        case 'z': cli_list_add(&want_sizes, optarg); break;
+        case 'r':
+            reps = atoi(optarg);
+            if (reps < 1 || reps > 200) {
+                rc = cli_usage("bench", "--reps takes 1..200");
+                goto out;
+            }
+            break;
+        case 'd': cli_list_add(&dirs, optarg); break;
+        case 'j': json_path = optarg; break;
+        case 'h':
+            fputs(bench_help, stdout);
+            rc = CLI_OK;
+            goto out;
+        default:
+            rc = cli_usage("bench", "unknown option");
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        rc = cli_usage("bench", "unexpected argument '%s'", argv[optind]);
+        goto out;
+    }
+    for (size_t i = 0; i < want_sizes.n; i++) {
+        bool ok = false;
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            ok = ok || !strcmp(sizes[s].label, want_sizes.v[i]);
+        if (!ok) {
+            rc = cli_usage("bench", "unknown size set '%s'", want_sizes.v[i]);
+            goto out;
+        }
+    }
+    reg = cli_registry(dirs.v, dirs.n);
+    if (!reg)
+        goto out;
+    for (size_t i = 0; i < plugins.n; i++)
+        if (!kdcl_registry_find(reg, plugins.v[i])) {
+            cli_error("unknown plugin '%s'", plugins.v[i]);
+            goto out;
+        }
+    ctx = cli_open(device);
+    if (!ctx)
+        goto out;
+    printf("device: %s (%s, %s)\n", kdcl_context_device(ctx)->name,
+           kdcl_context_device(ctx)->platform_name,
+           kdcl_context_device(ctx)->driver_version);
+    if (copy_bandwidth(ctx, 10, &copy_gbps)) {
+        cli_error("copy bandwidth: %s", kdcl_context_errmsg(ctx));
+        goto out;
+    }
+    printf("copy bandwidth: %.2f GB/s (stream kernel, best of 10)\n\n",
+           copy_gbps);
+    printf("%-14s %-12s %10s %9s %7s %9s  %s\n", "plugin", "size",
+           "median ms", "GB/s", "of copy", "GFLOP/s", "inputs");
+    fflush(stdout);
+    doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "device",
+                          cli_device_json(kdcl_context_device(ctx)));
+    cJSON_AddNumberToObject(doc, "copy_gbps", copy_gbps);
+    arr = cJSON_AddArrayToObject(doc, "results");
+    for (size_t i = 0; i < kdcl_registry_count(reg); i++) {
+        const struct kdcl_plugin *p = kdcl_registry_get(reg, i, NULL);
+        if (!listed(&plugins, p->name))
+            continue;
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            struct bench_result r;
+            cJSON *o;
+            if (!listed(&want_sizes, sizes[s].label))
+                continue;
+            if (sizes[s].llm_only && strcmp(p->family, "llm") != 0)
+                continue;
+            bench_plugin(ctx, p, &sizes[s], reps, copy_gbps, &r);
+            o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "plugin", r.plugin);
+            cJSON_AddStringToObject(o, "size", r.size);
+            cJSON_AddStringToObject(o, "inputs", r.shapes);
+            if (r.skipped) {
+                printf("%-14s %-12s skipped: %s\n", r.plugin, r.size,
+                       r.skipped);
+                cJSON_AddStringToObject(o, "skipped", r.skipped);
+            } else {
+                char gf[32] = "-";
+                if (r.gflops > 0)
+                    snprintf(gf, sizeof gf, "%.1f", r.gflops);
+                printf("%-14s %-12s %10.3f %9.2f %6.0f%% %9s  %s\n", r.plugin,
+                       r.size, r.ms, r.gbps, 100.0 * r.gbps / copy_gbps, gf,
+                       r.shapes);
+                cJSON_AddNumberToObject(o, "median_ms", r.ms);
+                cJSON_AddNumberToObject(o, "gbps", r.gbps);
+                cJSON_AddNumberToObject(o, "ratio_to_copy",
+                                        r.gbps / copy_gbps);
+                cJSON_AddNumberToObject(o, "gflops", r.gflops);
+            }
+            cJSON_AddItemToArray(arr, o);
+            fflush(stdout);
+        }
+    }
+    rc = CLI_OK;
+    if (json_path) {
+        rc = cli_json_write(doc, json_path);
+        doc = NULL;
+    }
+out:
+    cJSON_Delete(doc);
+    kdcl_context_free(ctx);
+    kdcl_registry_free(reg);
+    cli_list_free(&plugins);
+    cli_list_free(&dirs);
+    cli_list_free(&want_sizes);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/*
+ * core/internal.h - definitions shared by the files of the kdcl library
+ * (prefix kdcl__); not part of the API.
+ */
+#ifndef KDCL_INTERNAL_H
+#define KDCL_INTERNAL_H
+
+#define KDCL_BUILDING_LIBRARY 1
+#include "kdcl/kdcl.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define KDCL__ERRMSG_MAX 8192
+
+#if defined(__GNUC__)
+#define KDCL__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define KDCL__PRINTF(a, b)
+#endif
+
+struct kdcl__program_entry {
+    char *source;
+    char *options;
+    kdcl_program *program;
+};
+
+struct kdcl_program {
+    kdcl_context *ctx;
+    cl_program prog;
+};
+
+struct kdcl_kernel {
+    kdcl_context *ctx;
+    cl_kernel kernel;
+    char *name;
+};
+
+struct kdcl__profile {
+    char *name;
+    cl_event event;
+    uint64_t ns;
+};
+
+struct kdcl_context {
+    char errmsg[KDCL__ERRMSG_MAX];
+    kdcl_log_fn log_fn;
+    void *log_user;
+    int log_level;
+
+    /* Enumeration. */
+    struct kdcl_device_info *devices;
+    cl_device_id *device_ids;
+    cl_platform_id *device_platforms;
+    size_t n_devices;
+
+    /* The opened device. */
+    bool opened;
+    size_t dev_index;
+    cl_context cl_ctx;
+    cl_command_queue queue;
+    char build_defines[512];
+
+    /* Programs. */
+    struct kdcl__program_entry *programs;
+    size_t n_programs, cap_programs;
+    struct kdcl_cache_stats cache;
+
+    /* Tensors. */
+    uint64_t bytes_in_use, bytes_peak;
+
+    /* Profiling. */
+    bool profiling;
+    struct kdcl__profile *prof;
+    size_t n_prof, cap_prof;
+    struct kdcl_profile_record *prof_out;
+
+    /* The plugin service table handed to plugin runs. */
+    struct kdcl_host host;
+};
+
+struct kdcl_tensor {
+    kdcl_context *ctx;
+    cl_mem mem;        /* own buffer, or the parent's for a view */
+    cl_mem sub;        /* a view's sub-buffer, made on first launch */
+    size_t offset;     /* bytes into mem */
+    kdcl_tensor *parent;
+    int dtype;
+    uint32_t ndim;
+    int64_t shape[KDCL_MAX_DIMS];
+    int64_t numel;
+    size_t bytes;
+};
+
+/* Member m of a plugin descriptor, or NULL when the plugin's struct_size
+   does not cover it (a plugin built against an older ABI). */
+#define KDCL__PLUGIN_FN(p, m)                                                \
+    ((p)->struct_size >= offsetof(struct kdcl_plugin, m) + sizeof((p)->m)    \
+         ? (p)->m                                                            \
+         : NULL)
+
+/* Set ctx's message and return status (0 leaves it unchanged). */
+int kdcl__error(kdcl_context *ctx, int status, const char *fmt, ...)
+    KDCL__PRINTF(3, 4);
+int kdcl__verror(kdcl_context *ctx, int status, const char *fmt, va_list ap);
+/* Report a failed OpenCL call: "what: CL_NAME (code)". */
+int kdcl__cl_error(kdcl_context *ctx, cl_int err, const char *what);
+void kdcl__log(kdcl_context *ctx, int level, const char *fmt, ...)
+    KDCL__PRINTF(3, 4);
+void kdcl__vlog(kdcl_context *ctx, int level, const char *fmt, va_list ap);
+
+/* The context's plugin service table (filled at init). */
+void kdcl__host_init(kdcl_context *ctx);
+/* Free the program cache (context teardown). */
+void kdcl__programs_free(kdcl_context *ctx);
+/* Record a launch event for profiling (takes ownership of event). */
+void kdcl__profile_add(kdcl_context *ctx, const char *name, cl_event event);
+void kdcl__profile_free(kdcl_context *ctx);
+/* The cl_mem to pass for t as a kernel argument (a view's sub-buffer). */
+int kdcl__tensor_arg(const kdcl_tensor *t, cl_mem *out);
+
+/* FNV-1a 64-bit over bytes, continuing from h (start with
+   KDCL__FNV_OFFSET). */
+#define KDCL__FNV_OFFSET 14695981039346656037ull
+uint64_t kdcl__fnv1a(uint64_t h, const void *data, size_t len);
+
+/* strdup with the library's allocator. */
+char *kdcl__strdup(const char *s);
+/* Case-insensitive substring test. */
+bool kdcl__contains_ci(const char *hay, const char *needle);
+
+#endif /* KDCL_INTERNAL_H */

@@ -1,0 +1,379 @@
+/*
+ * core/tensor.c - device tensors (typed, shaped OpenCL buffers and views of
+ * them), copies and fills, and GEMM through CLBlast.
+ */
+#include "internal.h"
+
+#include <clblast_c.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_shape(kdcl_context *ctx, int dtype, uint32_t ndim,
+                       const int64_t *shape, int64_t *numel)
+{
+    int64_t n = 1;
+    if (kdcl_dtype_size(dtype) == 0)
+        return kdcl__error(ctx, KDCL_EDTYPE, "unknown dtype %d", dtype);
+    if (ndim > KDCL_MAX_DIMS)
+        return kdcl__error(ctx, KDCL_EINVAL,
+                           "tensor has %u dimensions, at most %d allowed",
+                           ndim, KDCL_MAX_DIMS);
+    for (uint32_t i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return kdcl__error(ctx, KDCL_EINVAL,
+                               "tensor dimension %u is negative", i);
+        if (shape[i] && n > INT64_MAX / 16 / shape[i])
+            return kdcl__error(ctx, KDCL_EDEVMEM, "tensor size overflows");
+        n *= shape[i];
+    }
+    *numel = n;
+    return KDCL_OK;
+}
+
+int kdcl_tensor_init(kdcl_context *ctx, int dtype, uint32_t ndim,
+                     const int64_t *shape, kdcl_tensor **out)
+{
+    int64_t numel = 0;
+    const struct kdcl_device_info *d;
+    kdcl_tensor *t;
+    size_t bytes;
+    int status;
+
+    *out = NULL;
+    if (!ctx->opened)
+        return kdcl__error(ctx, KDCL_EINVAL, "no device open");
+    status = check_shape(ctx, dtype, ndim, shape, &numel);
+    if (status)
+        return status;
+    d = &ctx->devices[ctx->dev_index];
+    bytes = (size_t)numel * kdcl_dtype_size(dtype);
+    if (d->max_alloc && bytes > d->max_alloc)
+        return kdcl__error(ctx, KDCL_EDEVMEM,
+                           "tensor of %zu bytes is over the device's "
+                           "allocation limit of %llu bytes",
+                           bytes, (unsigned long long)d->max_alloc);
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return kdcl__error(ctx, KDCL_ENOMEM, "out of memory");
+    t->ctx = ctx;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    if (ndim)
+        memcpy(t->shape, shape, ndim * sizeof *shape);
+    t->numel = numel;
+    t->bytes = bytes;
+    if (bytes) {
+        cl_int err;
+        t->mem = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL,
+                                &err);
+        if (err != CL_SUCCESS) {
+            free(t);
+            return kdcl__cl_error(ctx, err, "clCreateBuffer");
+        }
+    }
+    ctx->bytes_in_use += bytes;
+    if (ctx->bytes_in_use > ctx->bytes_peak)
+        ctx->bytes_peak = ctx->bytes_in_use;
+    *out = t;
+    return KDCL_OK;
+}
+
+int kdcl_tensor_view(kdcl_tensor *parent, int64_t offset, uint32_t ndim,
+                     const int64_t *shape, kdcl_tensor **out)
+{
+    kdcl_context *ctx = parent->ctx;
+    int64_t numel = 0;
+    kdcl_tensor *t;
+    size_t esize = kdcl_dtype_size(parent->dtype);
+    int status = check_shape(ctx, parent->dtype, ndim, shape, &numel);
+
+    *out = NULL;
+    if (status)
+        return status;
+    if (offset < 0 || numel > parent->numel || offset > parent->numel - numel)
+        return kdcl__error(ctx, KDCL_ERANGE,
+                           "view of %lld elements at %lld is outside a "
+                           "tensor of %lld elements",
+                           (long long)numel, (long long)offset,
+                           (long long)parent->numel);
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return kdcl__error(ctx, KDCL_ENOMEM, "out of memory");
+    t->ctx = ctx;
+    t->mem = parent->mem;
+    t->offset = parent->offset + (size_t)offset * esize;
+    t->parent = parent;
+    t->dtype = parent->dtype;
+    t->ndim = ndim;
+    if (ndim)
+        memcpy(t->shape, shape, ndim * sizeof *shape);
+    t->numel = numel;
+    t->bytes = (size_t)numel * esize;
+    *out = t;
+    return KDCL_OK;
+}
+
+void kdcl_tensor_free(kdcl_tensor *t)
+{
+    if (!t)
+        return;
+    if (t->sub)
+        clReleaseMemObject(t->sub);
+    if (!t->parent) {
+        if (t->mem)
+            clReleaseMemObject(t->mem);
+        t->ctx->bytes_in_use -= t->bytes;
+    }
+    free(t);
+}
+
+int kdcl__tensor_arg(const kdcl_tensor *t, cl_mem *out)
+{
+    kdcl_context *ctx = t->ctx;
+    kdcl_tensor *mt = (kdcl_tensor *)t; /* the sub-buffer is a cache */
+    cl_buffer_region region;
+    cl_int err;
+    uint32_t align;
+
+    if (t->offset == 0 || t->bytes == 0) {
+        *out = t->mem;
+        return KDCL_OK;
+    }
+    if (t->sub) {
+        *out = t->sub;
+        return KDCL_OK;
+    }
+    align = ctx->devices[ctx->dev_index].mem_base_align;
+    if (align && t->offset % align)
+        return kdcl__error(ctx, KDCL_EINVAL,
+                           "a view at byte offset %zu cannot be a kernel "
+                           "argument: the device needs %u-byte alignment; "
+                           "pass the parent and an offset instead",
+                           t->offset, align);
+    region.origin = t->offset;
+    region.size = t->bytes;
+    mt->sub = clCreateSubBuffer(t->mem, CL_MEM_READ_WRITE,
+                                CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+    if (err != CL_SUCCESS)
+        return kdcl__cl_error(ctx, err, "clCreateSubBuffer");
+    *out = mt->sub;
+    return KDCL_OK;
+}
+
+int kdcl_tensor_dtype(const kdcl_tensor *t)
+{
+    return t->dtype;
+}
+
+uint32_t kdcl_tensor_ndim(const kdcl_tensor *t)
+{
+    return t->ndim;
+}
+
+int64_t kdcl_tensor_dim(const kdcl_tensor *t, int i)
+{
+    if (i < 0)
+        i += (int)t->ndim;
+    if (i < 0 || (uint32_t)i >= t->ndim)
+        return 0;
+    return t->shape[i];
+}
+
+int64_t kdcl_tensor_numel(const kdcl_tensor *t)
+{
+    return t->numel;
+}
+
+size_t kdcl_tensor_bytes(const kdcl_tensor *t)
+{
+    return t->bytes;
+}
+
+cl_mem kdcl_tensor_mem(const kdcl_tensor *t, size_t *offset_bytes)
+{
+    if (offset_bytes)
+        *offset_bytes = t->offset;
+    return t->mem;
+}
+
+int kdcl_tensor_write(kdcl_tensor *t, const void *src, size_t bytes)
+{
+    cl_int err;
+    if (bytes != t->bytes)
+        return kdcl__error(t->ctx, KDCL_EINVAL,
+                           "tensor write of %zu bytes into a tensor of %zu",
+                           bytes, t->bytes);
+    if (!bytes)
+        return KDCL_OK;
+    err = clEnqueueWriteBuffer(t->ctx->queue, t->mem, CL_TRUE, t->offset,
+                               bytes, src, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return kdcl__cl_error(t->ctx, err, "clEnqueueWriteBuffer");
+    return KDCL_OK;
+}
+
+int kdcl_tensor_read(const kdcl_tensor *t, void *dst, size_t bytes)
+{
+    cl_int err;
+    if (bytes != t->bytes)
+        return kdcl__error(t->ctx, KDCL_EINVAL,
+                           "tensor read of %zu bytes from a tensor of %zu",
+                           bytes, t->bytes);
+    if (!bytes)
+        return KDCL_OK;
+    err = clEnqueueReadBuffer(t->ctx->queue, t->mem, CL_TRUE, t->offset,
+                              bytes, dst, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return kdcl__cl_error(t->ctx, err, "clEnqueueReadBuffer");
+    return KDCL_OK;
+}
+
+int kdcl_tensor_fill(kdcl_tensor *t, double value)
+{
+    union {
+        float f32;
+        double f64;
+        int32_t i32;
+        int64_t i64;
+        uint8_t u8;
+    } pattern;
+    size_t esize = kdcl_dtype_size(t->dtype);
+    cl_int err;
+    switch (t->dtype) {
+    case KDCL_DTYPE_F32: pattern.f32 = (float)value; break;
+    case KDCL_DTYPE_F64: pattern.f64 = value; break;
+    case KDCL_DTYPE_I32: pattern.i32 = (int32_t)value; break;
+    case KDCL_DTYPE_I64: pattern.i64 = (int64_t)value; break;
+    default: pattern.u8 = (uint8_t)value; break;
+    }
+    if (!t->bytes)
+        return KDCL_OK;
+    err = clEnqueueFillBuffer(t->ctx->queue, t->mem, &pattern, esize,
+                              t->offset, t->bytes, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return kdcl__cl_error(t->ctx, err, "clEnqueueFillBuffer");
+    return KDCL_OK;
+}
+
+int kdcl_tensor_copy(kdcl_tensor *dst, const kdcl_tensor *src)
+{
+    cl_int err;
+    if (dst->dtype != src->dtype || dst->numel != src->numel)
+        return kdcl__error(dst->ctx, KDCL_ESHAPE,
+                           "tensor copy between %s[%lld] and %s[%lld]",
+                           kdcl_dtype_name(src->dtype),
+                           (long long)src->numel, kdcl_dtype_name(dst->dtype),
+                           (long long)dst->numel);
+    if (!dst->bytes)
+        return KDCL_OK;
+    err = clEnqueueCopyBuffer(dst->ctx->queue, src->mem, dst->mem,
+                              src->offset, dst->offset, dst->bytes, 0, NULL,
+                              NULL);
+    if (err != CL_SUCCESS)
+        return kdcl__cl_error(dst->ctx, err, "clEnqueueCopyBuffer");
+    return KDCL_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* GEMM                                                                    */
+
+static int blas_error(kdcl_context *ctx, CLBlastStatusCode s,
+                      const char *what)
+{
+    if (s == CLBlastSuccess)
+        return KDCL_OK;
+    if (s < 0 && s > -100)
+        return kdcl__cl_error(ctx, (cl_int)s, what);
+    return kdcl__error(ctx, KDCL_EBLAS, "%s: CLBlast status %d", what,
+                       (int)s);
+}
+
+static int gemm_check(kdcl_context *ctx, const kdcl_tensor *t, size_t off,
+                      size_t rows, size_t cols, size_t ld, const char *which)
+{
+    size_t need;
+    if (t->dtype != KDCL_DTYPE_F32)
+        return kdcl__error(ctx, KDCL_EDTYPE, "gemm: %s is %s, not f32", which,
+                           kdcl_dtype_name(t->dtype));
+    if (rows == 0 || cols == 0)
+        return KDCL_OK;
+    if (ld < cols)
+        return kdcl__error(ctx, KDCL_EINVAL,
+                           "gemm: leading dimension of %s (%zu) < %zu",
+                           which, ld, cols);
+    need = off + (rows - 1) * ld + cols;
+    if (need > (size_t)t->numel)
+        return kdcl__error(ctx, KDCL_ERANGE,
+                           "gemm: %s needs %zu elements, tensor has %lld",
+                           which, need, (long long)t->numel);
+    return KDCL_OK;
+}
+
+int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
+                      size_t n, size_t k, float alpha, const kdcl_tensor *a,
+                      size_t a_off, size_t lda, size_t a_stride,
+                      const kdcl_tensor *b, size_t b_off, size_t ldb,
+                      size_t b_stride, float beta, kdcl_tensor *c,
+                      size_t c_off, size_t ldc, size_t c_stride,
+                      size_t batch)
+{
+    size_t eo_a = a->offset / 4, eo_b = b->offset / 4, eo_c = c->offset / 4;
+    cl_event ev = NULL;
+    CLBlastStatusCode s;
+    int status;
+    size_t last = batch ? batch - 1 : 0;
+
+    if (batch == 0 || m == 0 || n == 0)
+        return KDCL_OK;
+    status = gemm_check(ctx, a, a_off + last * a_stride, trans_a ? k : m,
+                        trans_a ? m : k, lda, "A");
+    if (!status)
+        status = gemm_check(ctx, b, b_off + last * b_stride, trans_b ? n : k,
+                            trans_b ? k : n, ldb, "B");
+    if (!status)
+        status = gemm_check(ctx, c, c_off + last * c_stride, m, n, ldc, "C");
+    if (status)
+        return status;
+    if (k == 0) {
+        /* CLBlast rejects k = 0; C = beta * C is then the whole product. */
+        if (beta == 0.0f && c_stride == m * ldc && ldc == n && c_off == 0
+            && batch * m * n == (size_t)c->numel)
+            return kdcl_tensor_fill(c, 0.0);
+        return kdcl__error(ctx, KDCL_EINVAL, "gemm with k = 0");
+    }
+    if (batch == 1)
+        s = CLBlastSgemm(CLBlastLayoutRowMajor,
+                         trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo,
+                         m, n, k, alpha, a->mem, eo_a + a_off, lda, b->mem,
+                         eo_b + b_off, ldb, beta, c->mem, eo_c + c_off, ldc,
+                         &ctx->queue, ctx->profiling ? &ev : NULL);
+    else
+        s = CLBlastSgemmStridedBatched(
+            CLBlastLayoutRowMajor,
+            trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+            trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k,
+            alpha, a->mem, eo_a + a_off, lda, a_stride, b->mem, eo_b + b_off,
+            ldb, b_stride, beta, c->mem, eo_c + c_off, ldc, c_stride, batch,
+            &ctx->queue, ctx->profiling ? &ev : NULL);
+    status = blas_error(ctx, s, batch == 1 ? "CLBlastSgemm"
+                                           : "CLBlastSgemmStridedBatched");
+    if (!status && ev)
+        kdcl__profile_add(ctx, batch == 1 ? "clblast_sgemm"
+                                          : "clblast_sgemm_batched",
+                          ev);
+    else if (ev)
+        clReleaseEvent(ev);
+    return status;
+}
+
+int kdcl_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
+              size_t n, size_t k, float alpha, const kdcl_tensor *a,
+              size_t a_off, size_t lda, const kdcl_tensor *b, size_t b_off,
+              size_t ldb, float beta, kdcl_tensor *c, size_t c_off,
+              size_t ldc)
+{
+    return kdcl_gemm_batched(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off,
+                             lda, 0, b, b_off, ldb, 0, beta, c, c_off, ldc, 0,
+                             1);
+}

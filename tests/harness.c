@@ -1,0 +1,166 @@
+/*
+ * tests/harness.c - see harness.h.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static kdcl_context *g_ctx;
+static kdcl_registry *g_reg;
+
+kdcl_context *th_ctx(void)
+{
+    const char *spec = getenv("KDCL_TEST_DEVICE");
+    int status;
+    if (g_ctx)
+        return g_ctx;
+    status = kdcl_context_init(&g_ctx);
+    if (!status)
+        status = kdcl_context_open(g_ctx, spec && *spec ? spec : "auto");
+    cr_assert_eq(status, KDCL_OK, "no test device: %s",
+                 kdcl_context_errmsg(g_ctx));
+    return g_ctx;
+}
+
+kdcl_registry *th_registry(void)
+{
+    if (g_reg)
+        return g_reg;
+    cr_assert_eq(kdcl_registry_init(&g_reg), KDCL_OK);
+    kdcl_registry_load_dir(g_reg, KDCL_TEST_PLUGIN_DIR);
+    return g_reg;
+}
+
+const struct kdcl_plugin *th_plugin(const char *name)
+{
+    const struct kdcl_plugin *p = kdcl_registry_find(th_registry(), name);
+    cr_assert_not_null(p, "plugin %s not found in %s", name,
+                       KDCL_TEST_PLUGIN_DIR);
+    return p;
+}
+
+bool th_small(void)
+{
+    const char *e = getenv("KDCL_TEST_SMALL");
+    return e && strcmp(e, "0") != 0;
+}
+
+int th_run(const char *name, const char *const *sets, size_t n_sets,
+           struct th_input *ins, size_t n_in, double *loss, double *terms,
+           size_t n_terms)
+{
+    kdcl_context *ctx = th_ctx();
+    const struct kdcl_plugin *p = th_plugin(name);
+    kdcl_params *params = NULL;
+    kdcl_run *run = NULL;
+    kdcl_tensor *t[16] = {0}, *g[16] = {0};
+    int status;
+
+    cr_assert(n_in <= 16);
+    status = kdcl_params_init(ctx, p, &params);
+    for (size_t i = 0; !status && i < n_sets; i++)
+        status = kdcl_params_set_kv(params, sets[i]);
+    if (!status)
+        status = kdcl_run_init(ctx, p, params, &run);
+    for (size_t i = 0; !status && i < n_in; i++) {
+        struct th_input *in = &ins[i];
+        status = kdcl_tensor_init(ctx, in->dtype, in->ndim, in->shape, &t[i]);
+        if (!status)
+            status = kdcl_tensor_write(t[i], in->data, kdcl_tensor_bytes(t[i]));
+        if (!status)
+            status = kdcl_run_set_input(run, in->name, t[i]);
+        if (!status && in->grad) {
+            status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, in->ndim,
+                                      in->shape, &g[i]);
+            /* poison, so that an unwritten gradient cannot pass */
+            if (!status)
+                status = kdcl_tensor_fill(g[i], NAN);
+            if (!status)
+                status = kdcl_run_set_grad(run, in->name, g[i]);
+        }
+    }
+    if (!status)
+        status = kdcl_run_forward(run);
+    if (!status)
+        status = kdcl_run_backward(run);
+    if (!status)
+        status = kdcl_run_result(run, loss, terms, n_terms);
+    for (size_t i = 0; !status && i < n_in; i++)
+        if (g[i])
+            status = kdcl_tensor_read(g[i], ins[i].grad,
+                                      kdcl_tensor_bytes(g[i]));
+    kdcl_run_free(run);
+    for (size_t i = 0; i < n_in; i++) {
+        kdcl_tensor_free(t[i]);
+        kdcl_tensor_free(g[i]);
+    }
+    kdcl_params_free(params);
+    return status;
+}
+
+static uint64_t next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+void th_fill_uniform(float *v, size_t n, double lo, double hi, uint64_t seed)
+{
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)(next(&s) >> 11) * (1.0 / 9007199254740992.0);
+        v[i] = (float)(lo + (hi - lo) * u);
+    }
+}
+
+void th_fill_labels(int32_t *v, size_t n, int32_t range, uint64_t seed)
+{
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 7;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (int32_t)(next(&s) % (uint64_t)range);
+}
+
+void th_fd_grad(double (*f)(const double *x, void *user), void *user,
+                double *x, size_t n, double h, double *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x0 = x[i], fp, fm;
+        x[i] = x0 + h;
+        fp = f(x, user);
+        x[i] = x0 - h;
+        fm = f(x, user);
+        x[i] = x0;
+        g[i] = (fp - fm) / (2.0 * h);
+    }
+}
+
+void th_assert_close(const float *got, const double *want, size_t n,
+                     double atol, double rtol, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        cr_assert(isfinite(got[i]) && d <= atol + rtol * fabs(want[i]),
+                  "%s[%zu]: got %.9g, want %.9g (diff %.3g)", what, i,
+                  (double)got[i], want[i], d);
+    }
+}
+
+void th_assert_close1(double got, double want, double atol, double rtol,
+                      const char *what)
+{
+    double d = fabs(got - want);
+    cr_assert(isfinite(got) && d <= atol + rtol * fabs(want),
+              "%s: got %.9g, want %.9g (diff %.3g)", what, got, want, d);
+}
+
+void th_to_double(const float *src, double *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i];
+}

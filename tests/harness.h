@@ -1,0 +1,61 @@
+/*
+ * tests/harness.h - shared test helpers: one OpenCL context per test
+ * process (device from KDCL_TEST_DEVICE, default auto), the in-tree plugin
+ * registry, running a plugin on host arrays, float64 finite differences
+ * and tolerance checks.
+ */
+#ifndef KDCL_TEST_HARNESS_H
+#define KDCL_TEST_HARNESS_H
+
+#include "kdcl/kdcl.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The process's context, opened on first use (a test fails if none). */
+kdcl_context *th_ctx(void);
+/* The in-tree plugins (build/plugins), loaded on first use. */
+kdcl_registry *th_registry(void);
+/* Plugin by name; the test fails when it is not there. */
+const struct kdcl_plugin *th_plugin(const char *name);
+/* True when tests should keep shapes tiny (KDCL_TEST_SMALL=1, Oclgrind). */
+bool th_small(void);
+
+/* A named input for th_run: host data (f32 or i32) and shape. */
+struct th_input {
+    const char *name;
+    int dtype;            /* KDCL_DTYPE_F32 or KDCL_DTYPE_I32 */
+    uint32_t ndim;
+    int64_t shape[4];
+    const void *data;
+    float *grad;          /* when non-NULL: receives the gradient */
+};
+
+/*
+ * Run plugin `name` with "key=value" settings on the inputs; fills loss and
+ * terms (up to n_terms) and every requested gradient.  Returns the status;
+ * the context's message explains a failure.
+ */
+int th_run(const char *name, const char *const *sets, size_t n_sets,
+           struct th_input *ins, size_t n_in, double *loss, double *terms,
+           size_t n_terms);
+
+/* Deterministic uniform floats in [lo, hi). */
+void th_fill_uniform(float *v, size_t n, double lo, double hi, uint64_t seed);
+/* Deterministic ints in [0, range). */
+void th_fill_labels(int32_t *v, size_t n, int32_t range, uint64_t seed);
+
+/* Central differences of f at x (n values) with step h, into g. */
+void th_fd_grad(double (*f)(const double *x, void *user), void *user,
+                double *x, size_t n, double h, double *g);
+
+/* Assert |got - want| <= atol + rtol * |want| for every element. */
+void th_assert_close(const float *got, const double *want, size_t n,
+                     double atol, double rtol, const char *what);
+void th_assert_close1(double got, double want, double atol, double rtol,
+                      const char *what);
+
+/* Copy floats to doubles. */
+void th_to_double(const float *src, double *dst, size_t n);
+
+#endif /* KDCL_TEST_HARNESS_H */
