@@ -2,12 +2,14 @@
  * tests/harness.c - see harness.h.
  */
 #include "harness.h"
+#include "npy.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static kdcl_context *g_ctx;
 static kdcl_registry *g_reg;
@@ -163,4 +165,86 @@ void th_to_double(const float *src, double *dst, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = src[i];
+}
+
+int th_cli(const char *args, char *out, size_t len, char *err, size_t err_len)
+{
+    char cmd[8192], errpath[512];
+    FILE *p;
+    size_t n = 0;
+    int status;
+    snprintf(errpath, sizeof errpath, "%s/stderr.txt", th_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s %s 2>%s", KDCL_TEST_EXE, args, errpath);
+    p = popen(cmd, "r");
+    cr_assert_not_null(p, "popen failed");
+    if (out && len) {
+        n = fread(out, 1, len - 1, p);
+        out[n] = '\0';
+    } else {
+        char sink[4096];
+        while (fread(sink, 1, sizeof sink, p) > 0)
+            ;
+    }
+    status = pclose(p);
+    if (err && err_len) {
+        FILE *f = fopen(errpath, "r");
+        size_t m = 0;
+        if (f) {
+            m = fread(err, 1, err_len - 1, f);
+            fclose(f);
+        }
+        err[m] = '\0';
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void write_npy(const char *path, int dtype, const void *v,
+                      uint32_t ndim, const int64_t *shape)
+{
+    struct kdcl__array a = {0};
+    char err[512];
+    a.dtype = dtype;
+    a.ndim = ndim;
+    a.numel = 1;
+    for (uint32_t i = 0; i < ndim; i++) {
+        a.shape[i] = shape[i];
+        a.numel *= shape[i];
+    }
+    a.data = (void *)v;
+    cr_assert_eq(kdcl__npy_write(path, &a, err, sizeof err), KDCL_OK, "%s",
+                 err);
+}
+
+void th_npy_f32(const char *path, const float *v, uint32_t ndim,
+                const int64_t *shape)
+{
+    write_npy(path, KDCL_DTYPE_F32, v, ndim, shape);
+}
+
+void th_npy_i32(const char *path, const int32_t *v, uint32_t ndim,
+                const int64_t *shape)
+{
+    write_npy(path, KDCL_DTYPE_I32, v, ndim, shape);
+}
+
+const char *th_tmpdir(void)
+{
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/kdcl-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+    }
+    return dir;
+}
+
+double th_parse_value(const char *out, const char *key)
+{
+    char pat[256];
+    const char *p;
+    snprintf(pat, sizeof pat, "%s ", key);
+    for (p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, pat, strlen(pat)) == 0)
+            return strtod(p + strlen(pat), NULL);
+    cr_assert_fail("no '%s' line in output:\n%s", key, out);
+    return NAN;
 }

@@ -55,6 +55,23 @@ void th_assert_close(const float *got, const double *want, size_t n,
 void th_assert_close1(double got, double want, double atol, double rtol,
                       const char *what);
 
+/*
+ * Run the kdcl program (built in this tree) with args (a shell-quoted
+ * string); stdout goes to out (NUL-terminated, truncated to len), stderr
+ * to err when non-NULL.  Returns the exit status.
+ */
+int th_cli(const char *args, char *out, size_t len, char *err,
+           size_t err_len);
+/* Write a float32 / int32 .npy file (test fails on error). */
+void th_npy_f32(const char *path, const float *v, uint32_t ndim,
+                const int64_t *shape);
+void th_npy_i32(const char *path, const int32_t *v, uint32_t ndim,
+                const int64_t *shape);
+/* A fresh temporary directory for this test (removed by the OS/tmp). */
+const char *th_tmpdir(void);
+/* The value of "loss <v>" or "term <name> <v>" in kdcl loss output. */
+double th_parse_value(const char *out, const char *key);
+
 /* Copy floats to doubles. */
 void th_to_double(const float *src, double *dst, size_t n);
 
