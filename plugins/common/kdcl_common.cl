@@ -77,3 +77,42 @@ float kdcl_wg_lse(float m, float z, __local float2 *scratch)
     barrier(CLK_LOCAL_MEM_FENCE);
     return r.x + log(r.y);
 }
+
+/*
+ * Softmax cross-entropy on untempered logits, one work-group per row (any
+ * power-of-two size; scratch holds get_local_size(0) float2):
+ *   rows[b * row_stride] = logsumexp(z_b) - z_b[y_b]   (0 when y_b = -100)
+ *   grad_b = scale * (softmax(z_b) - onehot(y_b))      (0 when y_b = -100)
+ * The gradient is written, or added to what grad holds when accumulate is
+ * nonzero; grad may be NULL (want_grad = 0).
+ */
+__kernel void kdcl_ce_rows(__global const float *restrict z,
+                           __global const int *restrict y,
+                           __global float *restrict grad,
+                           __global float *restrict rows, const int C,
+                           const int row_stride, const float scale,
+                           const int want_grad, const int accumulate,
+                           __local float2 *scratch)
+{
+    const int b = get_group_id(0);
+    const int lid = get_local_id(0);
+    const int wg = get_local_size(0);
+    __global const float *zb = z + (size_t)b * (size_t)C;
+    const int yb = y[b];
+    const bool ignored = yb == -100;
+    float m = -INFINITY, s = 0.0f;
+    for (int c = lid; c < C; c += wg)
+        kdcl_lse_add(zb[c], &m, &s);
+    const float lse = kdcl_wg_lse(m, s, scratch);
+    if (lid == 0)
+        rows[(size_t)b * (size_t)row_stride] = ignored ? 0.0f : lse - zb[yb];
+    if (want_grad) {
+        __global float *g = grad + (size_t)b * (size_t)C;
+        for (int c = lid; c < C; c += wg) {
+            float d = ignored ? 0.0f
+                              : scale * (exp(zb[c] - lse)
+                                         - (c == yb ? 1.0f : 0.0f));
+            g[c] = accumulate ? g[c] + d : d;
+        }
+    }
+}

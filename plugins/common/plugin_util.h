@@ -132,4 +132,34 @@ static inline size_t kdcl_pu_wg(const struct kdcl_host *h, kdcl_kernel *k,
     return wg;
 }
 
+/*
+ * Launch kdcl_ce_rows (from kdcl_common.cl, built into every in-tree
+ * plugin's program): per-row cross-entropy of logits [B,C] against labels
+ * into rows[b * row_stride], and scale * (softmax - onehot) into grad
+ * (written, or added when accumulate) when grad is not NULL.
+ */
+static inline int kdcl_pu_ce(const struct kdcl_host *h, kdcl_kernel *ce,
+                             const kdcl_tensor *logits,
+                             const kdcl_tensor *labels, kdcl_tensor *grad,
+                             kdcl_tensor *rows, int64_t B, int64_t C,
+                             int row_stride, float scale, int accumulate)
+{
+    size_t wg = kdcl_pu_wg(h, ce, 64);
+    size_t g = (size_t)B * wg;
+    const struct kdcl_arg args[] = {
+        KDCL_A_TENSOR(logits),
+        KDCL_A_TENSOR(labels),
+        KDCL_A_TENSOR(grad),
+        KDCL_A_TENSOR(rows),
+        KDCL_A_I32((int32_t)C),
+        KDCL_A_I32(row_stride),
+        KDCL_A_F32(scale),
+        KDCL_A_I32(grad != NULL),
+        KDCL_A_I32(accumulate),
+        KDCL_A_LOCAL(wg * 2 * sizeof(float)),
+    };
+    return h->launch(h->ctx, ce, 1, &g, &wg, sizeof args / sizeof args[0],
+                     args);
+}
+
 #endif /* KDCL_PLUGIN_UTIL_H */
