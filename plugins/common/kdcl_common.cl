@@ -53,29 +53,40 @@ void kdcl_lse_add(float x, float *m, float *z)
     *m = hi;
 }
 
-/* Merge two (m, z) pairs. */
-float2 kdcl_lse_merge(float2 a, float2 b)
+/* Merge (mb, zb) into (ma, za). */
+void kdcl_lse_merge(float *ma, float *za, float mb, float zb)
 {
-    const float m = fmax(a.x, b.x);
+    const float m = fmax(*ma, mb);
     if (m == -INFINITY)
-        return (float2)(m, 0.0f);
-    return (float2)(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
+        return; /* both empty */
+    *za = *za * exp(*ma - m) + zb * exp(mb - m);
+    *ma = m;
 }
 
-/* Log-sum-exp over the work-group of per-item (m, z) pairs. */
+/*
+ * Log-sum-exp over the work-group of per-item (m, z) pairs.  scratch holds
+ * get_local_size(0) float2; it is used as pairs of scalars (Oclgrind flags
+ * vectors assembled from scalars as partly uninitialised).
+ */
 float kdcl_wg_lse(float m, float z, __local float2 *scratch)
 {
+    __local float *s = (__local float *)scratch;
     const uint lid = get_local_id(0);
-    scratch[lid] = (float2)(m, z);
+    s[2 * lid] = m;
+    s[2 * lid + 1] = z;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = get_local_size(0) / 2; s > 0; s >>= 1) {
-        if (lid < s)
-            scratch[lid] = kdcl_lse_merge(scratch[lid], scratch[lid + s]);
+    for (uint n = get_local_size(0) / 2; n > 0; n >>= 1) {
+        if (lid < n) {
+            float ma = s[2 * lid], za = s[2 * lid + 1];
+            kdcl_lse_merge(&ma, &za, s[2 * (lid + n)], s[2 * (lid + n) + 1]);
+            s[2 * lid] = ma;
+            s[2 * lid + 1] = za;
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    const float2 r = scratch[0];
+    const float r = s[0] + log(s[1]);
     barrier(CLK_LOCAL_MEM_FENCE);
-    return r.x + log(r.y);
+    return r;
 }
 
 /*
