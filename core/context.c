@@ -333,6 +333,10 @@ int kdcl_context_init(kdcl_context **out)
     if (!ctx)
         return KDCL_ENOMEM;
     ctx->log_level = KDCL_LOG_WARN;
+    {
+        const char *q = getenv("KDCL_DEBUG_QUARANTINE");
+        ctx->quarantine = q && strcmp(q, "0") != 0;
+    }
     kdcl__host_init(ctx);
     return enumerate(ctx);
 }
@@ -345,6 +349,9 @@ void kdcl_context_free(kdcl_context *ctx)
         clFinish(ctx->queue);
     kdcl__profile_free(ctx);
     kdcl__programs_free(ctx);
+    for (size_t i = 0; i < ctx->n_quarantined; i++)
+        clReleaseMemObject(ctx->quarantined[i]);
+    free(ctx->quarantined);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->cl_ctx)

@@ -68,6 +68,12 @@ struct kdcl_context {
 
     /* Tensors. */
     uint64_t bytes_in_use, bytes_peak;
+    /* KDCL_DEBUG_QUARANTINE=1: freed buffers are kept until the context
+       is freed, so that no device address is ever reused (checkers such
+       as Oclgrind 21.10 misreport values in reused allocations). */
+    bool quarantine;
+    cl_mem *quarantined;
+    size_t n_quarantined, cap_quarantined;
 
     /* Profiling. */
     bool profiling;

@@ -113,15 +113,36 @@ int kdcl_tensor_view(kdcl_tensor *parent, int64_t offset, uint32_t ndim,
     return KDCL_OK;
 }
 
+/* Release mem now, or keep it until the context goes (quarantine). */
+static void release_mem(kdcl_context *ctx, cl_mem mem)
+{
+    if (ctx->quarantine) {
+        if (ctx->n_quarantined == ctx->cap_quarantined) {
+            size_t cap = ctx->cap_quarantined ? ctx->cap_quarantined * 2 : 64;
+            void *grow = realloc(ctx->quarantined,
+                                 cap * sizeof *ctx->quarantined);
+            if (!grow) {
+                clReleaseMemObject(mem);
+                return;
+            }
+            ctx->quarantined = grow;
+            ctx->cap_quarantined = cap;
+        }
+        ctx->quarantined[ctx->n_quarantined++] = mem;
+        return;
+    }
+    clReleaseMemObject(mem);
+}
+
 void kdcl_tensor_free(kdcl_tensor *t)
 {
     if (!t)
         return;
     if (t->sub)
-        clReleaseMemObject(t->sub);
+        release_mem(t->ctx, t->sub);
     if (!t->parent) {
         if (t->mem)
-            clReleaseMemObject(t->mem);
+            release_mem(t->ctx, t->mem);
         t->ctx->bytes_in_use -= t->bytes;
     }
     free(t);

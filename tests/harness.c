@@ -51,6 +51,12 @@ bool th_small(void)
     return e && strcmp(e, "0") != 0;
 }
 
+bool th_checking(void)
+{
+    const char *e = getenv("KDCL_TEST_CHECKING");
+    return e && strcmp(e, "0") != 0;
+}
+
 int th_run(const char *name, const char *const *sets, size_t n_sets,
            struct th_input *ins, size_t n_in, double *loss, double *terms,
            size_t n_terms)
@@ -78,9 +84,19 @@ int th_run(const char *name, const char *const *sets, size_t n_sets,
         if (!status && in->grad) {
             status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, in->ndim,
                                       in->shape, &g[i]);
-            /* poison, so that an unwritten gradient cannot pass */
-            if (!status)
-                status = kdcl_tensor_fill(g[i], NAN);
+            /* Poison, so that an unwritten gradient cannot pass.  A
+               blocking write, not kdcl_tensor_fill: under Oclgrind 21.10 a
+               clEnqueueFillBuffer into a reused allocation makes later
+               kernels' values read as uninitialised. */
+            if (!status) {
+                size_t n = (size_t)kdcl_tensor_numel(g[i]);
+                float *nan_buf = malloc((n ? n : 1) * sizeof *nan_buf);
+                cr_assert_not_null(nan_buf);
+                for (size_t e = 0; e < n; e++)
+                    nan_buf[e] = NAN;
+                status = kdcl_tensor_write(g[i], nan_buf, n * sizeof *nan_buf);
+                free(nan_buf);
+            }
             if (!status)
                 status = kdcl_run_set_grad(run, in->name, g[i]);
         }

@@ -21,6 +21,11 @@ const struct kdcl_plugin *th_plugin(const char *name);
 /* True when tests should keep shapes tiny (KDCL_TEST_SMALL=1, Oclgrind). */
 bool th_small(void);
 
+/* True under a checking implementation (KDCL_TEST_CHECKING=1, Oclgrind
+   with --check-api): tests that provoke OpenCL API errors on purpose skip
+   themselves, since the checker reports every such error. */
+bool th_checking(void);
+
 /* A named input for th_run: host data (f32 or i32) and shape. */
 struct th_input {
     const char *name;
