@@ -26,10 +26,24 @@
 /* ---------------------------------------------------------------------- */
 /* Disk cache                                                              */
 
-static bool cache_enabled(void)
+/*
+ * KDCL_CACHE=0 turns the disk cache off and KDCL_CACHE=1 on.  Unset, it is
+ * on except on PoCL with PoCL's own kernel cache enabled: there a source
+ * build that hits PoCL's cache is faster than loading kdcl's binary, which
+ * PoCL still finalises for the device (docs/performance.md has the
+ * figures), so the second cache would only cost time and disk.
+ */
+static bool cache_enabled(const kdcl_context *ctx)
 {
     const char *e = getenv("KDCL_CACHE");
-    return !(e && strcmp(e, "0") == 0);
+    const char *pocl_cache = getenv("POCL_KERNEL_CACHE");
+    if (e && *e)
+        return strcmp(e, "0") != 0;
+    if (strstr(ctx->devices[ctx->dev_index].platform_name,
+               "Portable Computing Language")
+        && !(pocl_cache && strcmp(pocl_cache, "0") == 0))
+        return false;
+    return true;
 }
 
 /* mkdir -p; returns 0 on success. */
@@ -264,7 +278,7 @@ static int build(kdcl_context *ctx, const char *source, const char *opts,
                  cl_program *out)
 {
     cl_device_id dev = ctx->device_ids[ctx->dev_index];
-    bool use_disk = cache_enabled();
+    bool use_disk = cache_enabled(ctx);
     char *key = NULL;
     char path[4096];
     cl_int err;

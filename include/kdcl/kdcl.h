@@ -136,7 +136,9 @@ KDCL_API void kdcl_context_profile_clear(kdcl_context *ctx);
 /*
  * Build OpenCL C source through the in-memory and on-disk caches.  The
  * disk cache lives in $KDCL_CACHE_DIR, else $XDG_CACHE_HOME/kdcl, else
- * ~/.cache/kdcl; KDCL_CACHE=0 turns it off.  The program is owned by ctx.
+ * ~/.cache/kdcl; KDCL_CACHE=0 turns it off, KDCL_CACHE=1 on.  By default
+ * it is on, except on PoCL while PoCL's own kernel cache is on (that one
+ * is faster there).  The program is owned by ctx.
  * A build failure is KDCL_EBUILD with the build log in the message.
  */
 KDCL_API int kdcl_program_build(kdcl_context *ctx, const char *source,

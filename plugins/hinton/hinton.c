@@ -33,9 +33,9 @@ static const struct kdcl_input_desc inputs[] = {
 
 static const char *const terms[] = {"ce", "kd"};
 
-enum { K_ROWS, K_FINISH, N_KERNELS };
-static const char *const kernel_names[N_KERNELS] = {"hinton_rows",
-                                                    "hinton_finish"};
+enum { K_ROWS, K_FINISH, K_ROWS_VEC, N_KERNELS };
+static const char *const kernel_names[N_KERNELS] = {
+    "hinton_rows", "hinton_finish", "hinton_rows_vec"};
 
 struct state {
     const struct kdcl_host *h;
@@ -43,6 +43,7 @@ struct state {
     int alpha_set;
     kdcl_kernel *k[N_KERNELS];
     size_t wg;
+    int vec; /* CPU device: one row per work-item, float16 vectors */
     kdcl_tensor *rows;
 };
 
@@ -70,8 +71,9 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     s->t = h->param_f64(p, P_TEMPERATURE);
     s->alpha = h->param_f64(p, P_ALPHA);
     s->alpha_set = h->param_is_set(p, P_ALPHA);
-    /* CPU devices run a work-group as a loop: fewer items, fewer barriers
-       per row; GPUs want a full group per row. */
+    /* GPUs get a work-group per row; CPU devices run a work-group as a
+       loop over its items, so there each row is one vectorised item. */
+    s->vec = dev->type == KDCL_DEVICE_CPU;
     s->wg = 1;
     while (s->wg * 2 <= (dev->type == KDCL_DEVICE_CPU ? 64u : 256u)
            && s->wg * 2 <= dev->max_wg_size)
@@ -115,7 +117,27 @@ static int forward(void *p, kdcl_io *io)
     {
         /* Without labels the KD term stands alone (LOSSES.md). */
         const double a = y ? s->alpha : 0.0;
+        /* An integer T lets the CPU kernel get exp(z) from exp(z/T)^T. */
+        const int32_t t_int = (s->t == (double)(int)s->t && s->t >= 1.0
+                               && s->t <= 63.0)
+                                  ? (int32_t)s->t
+                                  : 0;
         const size_t g = (size_t)B * s->wg, l = s->wg;
+        const struct kdcl_arg vargs[] = {
+            KDCL_A_TENSOR(zs),
+            KDCL_A_TENSOR(zt),
+            KDCL_A_TENSOR(y),
+            KDCL_A_TENSOR(grad),
+            KDCL_A_TENSOR(s->rows),
+            KDCL_A_I32((int32_t)B),
+            KDCL_A_I32((int32_t)C),
+            KDCL_A_F32((float)(1.0 / s->t)),
+            KDCL_A_F32((float)(a / (double)B)),
+            KDCL_A_F32((float)((1.0 - a) * s->t / (double)B)),
+            KDCL_A_I32(y != NULL),
+            KDCL_A_I32(grad != NULL),
+            KDCL_A_I32(t_int),
+        };
         const struct kdcl_arg args[] = {
             KDCL_A_TENSOR(zs),
             KDCL_A_TENSOR(zt),
@@ -129,8 +151,14 @@ static int forward(void *p, kdcl_io *io)
             KDCL_A_I32(y != NULL),
             KDCL_A_I32(grad != NULL),
         };
-        status = h->launch(h->ctx, s->k[K_ROWS], 1, &g, &l,
-                           sizeof args / sizeof args[0], args);
+        if (s->vec) {
+            const size_t gv = (size_t)B;
+            status = h->launch(h->ctx, s->k[K_ROWS_VEC], 1, &gv, NULL,
+                               sizeof vargs / sizeof vargs[0], vargs);
+        } else {
+            status = h->launch(h->ctx, s->k[K_ROWS], 1, &g, &l,
+                               sizeof args / sizeof args[0], args);
+        }
         if (status)
             return status;
     }

@@ -92,3 +92,156 @@ void hinton_finish(__global const float *restrict rows,
         out[2] = kd;
     }
 }
+
+/*
+ * hinton_rows_vec: the same computation for CPU devices, one work-item per
+ * row and no barriers.  A CPU driver runs a work-group as a loop over its
+ * items, so the work-group layout above leaves every item striding through
+ * the row one scalar at a time; here each item walks its row contiguously
+ * in float16 vectors (SIMD exp) and a scalar tail.  Exp is the cost on a
+ * CPU, so the row maxima come first (pass 0, no exp) and then
+ *   e_s = native_exp(z_s/T - m_s), e_t = native_exp(z_t/T - m_t),
+ *   native_exp(z_s - m_u) = e_s^T when T is an integer (m_u = T m_s),
+ * which needs two exps per element and pass (four in all, not six).
+ */
+#define VW 16
+typedef float16 floatv;
+#define VLOAD(i, p) vload16((i), (p))
+#define VSTORE(v, i, p) vstore16((v), (i), (p))
+
+float max_lanes(floatv v)
+{
+    float a[VW], m = -INFINITY;
+    VSTORE(v, 0, a);
+    for (int i = 0; i < VW; i++)
+        m = fmax(m, a[i]);
+    return m;
+}
+
+float sum_lanes(floatv v)
+{
+    float a[VW], s = 0.0f;
+    VSTORE(v, 0, a);
+    for (int i = 0; i < VW; i++)
+        s += a[i];
+    return s;
+}
+
+/* x^n for an integer n >= 1, by squaring (n has at most 6 bits here). */
+floatv pown_v(floatv x, int n)
+{
+    floatv r = 1.0f;
+    while (n) {
+        if (n & 1)
+            r *= x;
+        x *= x;
+        n >>= 1;
+    }
+    return r;
+}
+
+float pown_s(float x, int n)
+{
+    float r = 1.0f;
+    while (n) {
+        if (n & 1)
+            r *= x;
+        x *= x;
+        n >>= 1;
+    }
+    return r;
+}
+
+/* t_int: T when T is an integer in [1, 63], else 0 (then exp is used). */
+__kernel void hinton_rows_vec(__global const float *restrict zs,
+                              __global const float *restrict zt,
+                              __global const int *restrict labels,
+                              __global float *restrict grad,
+                              __global float *restrict rows, const int B,
+                              const int C, const float inv_t,
+                              const float w_ce, const float w_kd,
+                              const int want_ce, const int want_grad,
+                              const int t_int)
+{
+    const int b = get_global_id(0);
+    if (b >= B)
+        return;
+    const size_t base = (size_t)b * (size_t)C;
+    __global const float *s = zs + base;
+    __global const float *t = zt + base;
+    const int nv = C / VW, tail = nv * VW;
+    const float T = 1.0f / inv_t;
+
+    /* Pass 0: row maxima of z_s and z_t. */
+    floatv msv = -INFINITY, mtv = -INFINITY;
+    for (int i = 0; i < nv; i++) {
+        msv = fmax(msv, VLOAD(i, s));
+        mtv = fmax(mtv, VLOAD(i, t));
+    }
+    float mu = max_lanes(msv), mtr = max_lanes(mtv);
+    for (int c = tail; c < C; c++) {
+        mu = fmax(mu, s[c]);
+        mtr = fmax(mtr, t[c]);
+    }
+    const float ms = mu * inv_t, mt = mtr * inv_t;
+
+    /* Pass 1: normalisers. */
+    floatv zsv = 0.0f, ztv = 0.0f, zuv = 0.0f;
+    __global float *g = grad + (want_grad ? base : 0);
+    for (int i = 0; i < nv; i++) {
+        const floatv sv = VLOAD(i, s);
+        const floatv es = native_exp(sv * inv_t - ms);
+        const floatv et = native_exp(VLOAD(i, t) * inv_t - mt);
+        zsv += es;
+        ztv += et;
+        if (want_grad)
+            VSTORE(et, i, g); /* reread from cache in pass 2 */
+        if (want_ce)
+            zuv += t_int ? pown_v(es, t_int) : native_exp(sv - mu);
+    }
+    float zs_ = sum_lanes(zsv), zt_ = sum_lanes(ztv), zu = sum_lanes(zuv);
+    for (int c = tail; c < C; c++) {
+        const float es = native_exp(s[c] * inv_t - ms);
+        zs_ += es;
+        zt_ += native_exp(t[c] * inv_t - mt);
+        if (want_ce)
+            zu += t_int ? pown_s(es, t_int) : native_exp(s[c] - mu);
+    }
+    const float lzs = log(zs_), lzt = log(zt_);
+    const float lse_s = ms + lzs, lse_t = mt + lzt, lse_u = mu + log(zu);
+    const float rzs = 1.0f / zs_, rzt = 1.0f / zt_, rzu = 1.0f / zu;
+    const int y = want_ce ? labels[b] : -1;
+
+    /* Pass 2: KL and the gradient. */
+    floatv klv = 0.0f;
+    for (int i = 0; i < nv; i++) {
+        const floatv sv = VLOAD(i, s), tv = VLOAD(i, t);
+        const floatv xs = sv * inv_t - ms, xt = tv * inv_t - mt;
+        const floatv es = native_exp(xs);
+        const floatv pt = (want_grad ? VLOAD(i, g) : native_exp(xt)) * rzt;
+        klv += pt * ((xt - lzt) - (xs - lzs));
+        if (want_grad) {
+            floatv d = w_kd * (es * rzs - pt);
+            if (want_ce)
+                d += w_ce * rzu * (t_int ? pown_v(es, t_int) : native_exp(sv - mu));
+            VSTORE(d, i, g);
+        }
+    }
+    float kl = 0.0f;
+    for (int c = tail; c < C; c++) {
+        const float xs = s[c] * inv_t - ms, xt = t[c] * inv_t - mt;
+        const float es = native_exp(xs), pt = native_exp(xt) * rzt;
+        kl += pt * ((xt - lzt) - (xs - lzs));
+        if (want_grad) {
+            float d = w_kd * (es * rzs - pt);
+            if (want_ce)
+                d += w_ce * rzu * (t_int ? pown_s(es, t_int) : native_exp(s[c] - mu));
+            g[c] = d;
+        }
+    }
+    if (want_grad && want_ce)
+        g[y] -= w_ce; /* the one-hot part of the CE gradient */
+    (void)T;
+    rows[2 * b] = sum_lanes(klv) + kl;
+    rows[2 * b + 1] = want_ce ? lse_u - s[y] : 0.0f;
+}
