@@ -1,6 +1,7 @@
 /*
  * tests/harness.c - see harness.h.
  */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "harness.h"
 #include "npy.h"
 
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 static kdcl_context *g_ctx;
@@ -243,14 +246,31 @@ void th_npy_i32(const char *path, const int32_t *v, uint32_t ndim,
     write_npy(path, KDCL_DTYPE_I32, v, ndim, shape);
 }
 
+static char g_tmpdir[256];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_tmpdir(void)
+{
+    if (g_tmpdir[0])
+        nftw(g_tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *th_tmpdir(void)
 {
-    static char dir[256];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/kdcl-test-XXXXXX");
-        cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+    if (!g_tmpdir[0]) {
+        snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/kdcl-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(g_tmpdir), "mkdtemp failed");
+        atexit(rm_tmpdir); /* each test runs in its own process */
     }
-    return dir;
+    return g_tmpdir;
 }
 
 double th_parse_value(const char *out, const char *key)
