@@ -348,6 +348,8 @@ void kdcl_context_free(kdcl_context *ctx)
     if (ctx->queue)
         clFinish(ctx->queue);
     kdcl__profile_free(ctx);
+    if (ctx->nn_free)
+        ctx->nn_free(ctx->nn);
     kdcl__programs_free(ctx);
     for (size_t i = 0; i < ctx->n_quarantined; i++)
         clReleaseMemObject(ctx->quarantined[i]);

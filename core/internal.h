@@ -81,6 +81,10 @@ struct kdcl_context {
     size_t n_prof, cap_prof;
     struct kdcl_profile_record *prof_out;
 
+    /* The training engine's kernels (core/nn.c), built on first use. */
+    void *nn;
+    void (*nn_free)(void *nn);
+
     /* The plugin service table handed to plugin runs. */
     struct kdcl_host host;
 };

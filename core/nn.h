@@ -1,0 +1,171 @@
+/*
+ * core/nn.h - the training engine's layers, models and optimizers
+ * (internal).  Tensors are row-major, activations NCHW with the batch
+ * first.  Every layer computes forward and backward on the device; the
+ * host only sequences launches.
+ */
+#ifndef KDCL_NN_H
+#define KDCL_NN_H
+
+#include "internal.h"
+
+/* Layer kinds.  The names are the YAML `type` values. */
+enum kdcl__layer_kind {
+    KDCL__L_LINEAR,    /* linear: in -> out, weight [out, in], bias [out] */
+    KDCL__L_CONV2D,    /* conv2d: weight [oc, ic, k, k], bias [oc] */
+    KDCL__L_RELU,      /* relu */
+    KDCL__L_MAXPOOL,   /* maxpool2d: k, stride (default k), padding */
+    KDCL__L_AVGPOOL,   /* avgpool2d: k, stride (default k), padding 0 */
+    KDCL__L_GAP,       /* global average pool: [B,C,H,W] -> [B,C] */
+    KDCL__L_FLATTEN,   /* flatten: [B, ...] -> [B, prod(...)] */
+    KDCL__L_DROPOUT,   /* dropout: p */
+    KDCL__L_BATCHNORM, /* batchnorm: over C of [B,C] or [B,C,H,W] */
+    KDCL__L_COUNT
+};
+
+/* The YAML / safetensors name of a kind ("linear", "conv2d", ...). */
+const char *kdcl__layer_kind_name(int kind);
+int kdcl__layer_kind_parse(const char *name);
+
+/* Hyperparameters of one layer as written in a model spec. */
+struct kdcl__layer_spec {
+    int kind;
+    int64_t out;         /* linear: out features; conv2d: out channels */
+    int64_t kernel;      /* conv2d, pools: kernel size (square) */
+    int64_t stride;      /* conv2d (default 1), pools (default kernel) */
+    int64_t padding;     /* conv2d, maxpool (default 0) */
+    double p;            /* dropout probability, in [0, 1) */
+    double eps;          /* batchnorm epsilon (default 1e-5) */
+    double momentum;     /* batchnorm running-stat momentum (default 0.1) */
+    char name[64];       /* state-dict prefix; default "<index>" */
+    char tap[64];        /* expose the output as this input name, or "" */
+};
+
+struct kdcl__layer;
+
+/*
+ * A sequential model.  Layers own their parameters and their per-batch
+ * buffers (sized for the largest batch seen).  The model owns layers.
+ */
+struct kdcl__model {
+    kdcl_context *ctx;
+    struct kdcl__layer **layers;
+    size_t n_layers;
+    uint32_t in_ndim;          /* per-sample input rank (e.g. 3: C,H,W) */
+    int64_t in_shape[3];
+    int64_t batch_cap;         /* buffers are sized for this many rows */
+    uint64_t seed;             /* dropout stream and initialisation */
+    uint64_t step;             /* forward calls in training mode */
+    int input_grad;            /* backward also computes d loss / d input */
+};
+
+/* Build a model for per-sample input shape in (rank 1..3) from specs.
+   Parameters are initialised as PyTorch does by default (kaiming-uniform
+   weights with a = sqrt(5), uniform(+-1/sqrt(fan_in)) biases) from seed. */
+int kdcl__model_init(kdcl_context *ctx, const struct kdcl__layer_spec *specs,
+                     size_t n, uint32_t in_ndim, const int64_t *in_shape,
+                     uint64_t seed, struct kdcl__model **out);
+void kdcl__model_free(struct kdcl__model *m);
+
+/* Forward a batch x [B, in_shape...] (f32).  train: batchnorm uses batch
+   statistics and updates its running ones, dropout drops.  The output of
+   the last layer is returned through *logits (owned by the model, valid
+   until the next forward). */
+int kdcl__model_forward(struct kdcl__model *m, const kdcl_tensor *x,
+                        int64_t B, int train, const kdcl_tensor **logits);
+
+/* Backward from dlogits [B, out] (f32) after a training forward.  Tap
+   gradients set with kdcl__model_tap_grad are added where their layer's
+   output flows.  Parameter gradients are overwritten. */
+int kdcl__model_backward(struct kdcl__model *m, const kdcl_tensor *dlogits);
+
+/* d loss / d input [B, in...] after a backward with m->input_grad set. */
+const kdcl_tensor *kdcl__model_input_grad(const struct kdcl__model *m);
+
+/* The output of the layer tapped as name (valid after forward), or NULL. */
+const kdcl_tensor *kdcl__model_tap(const struct kdcl__model *m,
+                                   const char *name);
+/* A gradient buffer for tap name ([B, ...], owned by the model), to be
+   filled by a plugin before kdcl__model_backward; NULL if no such tap. */
+kdcl_tensor *kdcl__model_tap_grad(struct kdcl__model *m, const char *name);
+/* Tap names, in layer order (valid as long as the model). */
+size_t kdcl__model_tap_count(const struct kdcl__model *m);
+const char *kdcl__model_tap_name(const struct kdcl__model *m, size_t i);
+
+/* Every trainable parameter with its gradient and state-dict name
+   ("<layer name>.weight"); i past the end returns KDCL_ENOTFOUND. */
+int kdcl__model_param(const struct kdcl__model *m, size_t i,
+                      const char **name, kdcl_tensor **value,
+                      kdcl_tensor **grad);
+/* Every tensor of the state dict (parameters and batchnorm buffers:
+   running_mean, running_var, num_batches_tracked), PyTorch's names. */
+int kdcl__model_state(const struct kdcl__model *m, size_t i,
+                      const char **name, kdcl_tensor **value);
+/* Number of output features of the model and parameters in all. */
+int64_t kdcl__model_out_features(const struct kdcl__model *m);
+int64_t kdcl__model_n_params(const struct kdcl__model *m);
+
+/* ---------------------------------------------------------------------- */
+/* Optimizers                                                              */
+
+enum kdcl__opt_kind { KDCL__OPT_SGD, KDCL__OPT_ADAM };
+
+struct kdcl__opt_spec {
+    int kind;
+    double lr;
+    double momentum;     /* SGD */
+    int nesterov;        /* SGD */
+    double weight_decay; /* both (Adam: L2 added to the gradient, as torch) */
+    double beta1, beta2, eps; /* Adam */
+};
+
+struct kdcl__opt;
+
+int kdcl__opt_init(kdcl_context *ctx, const struct kdcl__opt_spec *spec,
+                   struct kdcl__opt **out);
+void kdcl__opt_free(struct kdcl__opt *o);
+/* One update of value from grad at learning rate lr; the optimizer keeps
+   per-tensor state keyed by the value tensor. */
+int kdcl__opt_step(struct kdcl__opt *o, kdcl_tensor *value,
+                   const kdcl_tensor *grad, double lr);
+/* Call once after all tensors of a step were updated (Adam's t). */
+void kdcl__opt_next(struct kdcl__opt *o);
+
+/* Learning-rate schedules. */
+enum kdcl__sched_kind { KDCL__SCHED_CONST, KDCL__SCHED_STEP,
+                        KDCL__SCHED_COSINE };
+struct kdcl__sched {
+    int kind;
+    double base_lr;
+    int64_t step_size; /* step: epochs between decays */
+    double gamma;      /* step: decay factor */
+    int64_t total;     /* cosine: epochs in all */
+    double min_lr;     /* cosine: final lr */
+};
+/* The learning rate for epoch (from 0). */
+double kdcl__sched_lr(const struct kdcl__sched *s, int64_t epoch);
+
+/* ---------------------------------------------------------------------- */
+/* Kernels shared by the engine (core/nn.cl), built once per context.     */
+
+/* The kernels of cl/nn.cl (and kdcl_ce_rows), by index. */
+enum kdcl__nn_kernel {
+    KDCL__NN_BIAS_ADD, KDCL__NN_COL_SUM, KDCL__NN_RELU_FWD, KDCL__NN_RELU_BWD, KDCL__NN_ADD, KDCL__NN_IM2COL,
+    KDCL__NN_COL2IM, KDCL__NN_COL_TO_NCHW, KDCL__NN_NCHW_TO_COL, KDCL__NN_MAXPOOL_FWD, KDCL__NN_MAXPOOL_BWD,
+    KDCL__NN_AVGPOOL_FWD, KDCL__NN_AVGPOOL_BWD, KDCL__NN_GAP_FWD, KDCL__NN_GAP_BWD, KDCL__NN_DROPOUT_FWD,
+    KDCL__NN_MUL, KDCL__NN_BN_STATS, KDCL__NN_BN_EVAL_STATS, KDCL__NN_BN_APPLY, KDCL__NN_BN_BWD_REDUCE,
+    KDCL__NN_BN_BWD_APPLY, KDCL__NN_GATHER_ROWS, KDCL__NN_ARGMAX_CORRECT, KDCL__NN_SGD, KDCL__NN_ADAM,
+    KDCL__NN_CE_ROWS, KDCL__NN_COUNT
+};
+
+struct kdcl__nn_kernels;
+int kdcl__nn_kernels(kdcl_context *ctx, struct kdcl__nn_kernels **out);
+/* Launch kernel `which` over n items (the driver picks the local size). */
+int kdcl__nn_launch(kdcl_context *ctx, int which, size_t n, uint32_t n_args,
+                    const struct kdcl_arg *args);
+/* Launch `groups` work-groups of wg items (the reductions). */
+int kdcl__nn_launch_groups(kdcl_context *ctx, int which, size_t groups,
+                           size_t wg, uint32_t n_args,
+                           const struct kdcl_arg *args);
+
+#endif /* KDCL_NN_H */

@@ -1,0 +1,456 @@
+/*
+ * tests/test-nn.c - the training engine's layers, optimizers and
+ * schedules: finite-difference gradient checks of every layer (input and
+ * parameters), convolution and pooling against naive float64 references,
+ * optimizer steps against hand-computed values.
+ */
+#include "harness.h"
+#include "nn.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct kdcl__layer_spec L(int kind)
+{
+    struct kdcl__layer_spec s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind;
+    s.stride = 1;
+    s.eps = 1e-5;
+    s.momentum = 0.1;
+    return s;
+}
+
+struct net {
+    struct kdcl__model *m;
+    int64_t B, in_per, out;
+    kdcl_tensor *x, *dy;
+    float *r; /* L = sum r * output */
+};
+
+static void net_init(struct net *n, const struct kdcl__layer_spec *specs,
+                     size_t count, uint32_t in_ndim, const int64_t *in_shape,
+                     int64_t B)
+{
+    kdcl_context *ctx = th_ctx();
+    int64_t xs[2], ys[2];
+    memset(n, 0, sizeof *n);
+    cr_assert_eq(kdcl__model_init(ctx, specs, count, in_ndim, in_shape, 7,
+                                  &n->m),
+                 KDCL_OK, "%s", kdcl_context_errmsg(ctx));
+    n->m->input_grad = 1;
+    n->B = B;
+    n->in_per = 1;
+    for (uint32_t i = 0; i < in_ndim; i++)
+        n->in_per *= in_shape[i];
+    n->out = kdcl__model_out_features(n->m);
+    xs[0] = B;
+    xs[1] = n->in_per;
+    ys[0] = B;
+    ys[1] = n->out;
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, xs, &n->x), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, ys, &n->dy), 0);
+    n->r = malloc(sizeof(float) * (size_t)(B * n->out));
+    th_fill_uniform(n->r, (size_t)(B * n->out), -1, 1, 99);
+    cr_assert_eq(kdcl_tensor_write(n->dy, n->r,
+                                   sizeof(float) * (size_t)(B * n->out)),
+                 0);
+}
+
+static void net_free(struct net *n)
+{
+    kdcl__model_free(n->m);
+    kdcl_tensor_free(n->x);
+    kdcl_tensor_free(n->dy);
+    free(n->r);
+}
+
+/* L(x) in training mode with a fixed dropout step. */
+static double net_loss(struct net *n, const float *x)
+{
+    const kdcl_tensor *y;
+    size_t no = (size_t)(n->B * n->out);
+    float *out = malloc(sizeof(float) * no);
+    double l = 0;
+    cr_assert_eq(kdcl_tensor_write(n->x, x,
+                                   sizeof(float) * (size_t)(n->B * n->in_per)),
+                 0);
+    n->m->step = 5;
+    cr_assert_eq(kdcl__model_forward(n->m, n->x, n->B, 1, &y), KDCL_OK,
+                 "%s", kdcl_context_errmsg(th_ctx()));
+    cr_assert_eq(kdcl_tensor_read(y, out, sizeof(float) * no), 0);
+    for (size_t i = 0; i < no; i++)
+        l += (double)n->r[i] * out[i];
+    free(out);
+    return l;
+}
+
+/* Check d L / d x and d L / d every parameter by central differences. */
+static void check_grads(struct net *n, double lo, double hi, double h,
+                        double tol)
+{
+    size_t nx = (size_t)(n->B * n->in_per);
+    float *x = malloc(sizeof(float) * nx), *gx = malloc(sizeof(float) * nx);
+    const char *name;
+    kdcl_tensor *val, *grad;
+
+    th_fill_uniform(x, nx, lo, hi, 5);
+    net_loss(n, x);
+    cr_assert_eq(kdcl__model_backward(n->m, n->dy), KDCL_OK, "%s",
+                 kdcl_context_errmsg(th_ctx()));
+    cr_assert_eq(kdcl_tensor_read(kdcl__model_input_grad(n->m), gx,
+                                  sizeof(float) * nx),
+                 0);
+    for (size_t i = 0; i < nx; i += 1 + nx / 40) {
+        float x0 = x[i];
+        double lp, lm, fd;
+        x[i] = x0 + (float)h;
+        lp = net_loss(n, x);
+        x[i] = x0 - (float)h;
+        lm = net_loss(n, x);
+        x[i] = x0;
+        fd = (lp - lm) / (2 * h);
+        cr_assert(fabs(fd - gx[i]) <= tol * (1 + fabs(fd)),
+                  "dL/dx[%zu]: analytic %g, finite difference %g", i, gx[i],
+                  fd);
+    }
+    /* Parameters: the gradients of the unperturbed forward. */
+    for (size_t k = 0; kdcl__model_param(n->m, k, &name, &val, &grad) == 0;
+         k++) {
+        size_t np = (size_t)kdcl_tensor_numel(val);
+        float *v = malloc(sizeof(float) * np), *g = malloc(sizeof(float) * np);
+        net_loss(n, x);
+        cr_assert_eq(kdcl__model_backward(n->m, n->dy), 0);
+        cr_assert_eq(kdcl_tensor_read(val, v, sizeof(float) * np), 0);
+        cr_assert_eq(kdcl_tensor_read(grad, g, sizeof(float) * np), 0);
+        for (size_t i = 0; i < np; i += 1 + np / 20) {
+            float v0 = v[i];
+            double lp, lm, fd;
+            v[i] = v0 + (float)h;
+            cr_assert_eq(kdcl_tensor_write(val, v, sizeof(float) * np), 0);
+            lp = net_loss(n, x);
+            v[i] = v0 - (float)h;
+            cr_assert_eq(kdcl_tensor_write(val, v, sizeof(float) * np), 0);
+            lm = net_loss(n, x);
+            v[i] = v0;
+            cr_assert_eq(kdcl_tensor_write(val, v, sizeof(float) * np), 0);
+            fd = (lp - lm) / (2 * h);
+            cr_assert(fabs(fd - g[i]) <= tol * (1 + fabs(fd)),
+                      "d L / d %s[%zu]: analytic %g, finite difference %g",
+                      name, i, g[i], fd);
+        }
+        free(v);
+        free(g);
+    }
+    free(x);
+    free(gx);
+}
+
+Test(nn, linear_gradients)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_LINEAR)};
+    int64_t in[1] = {7};
+    struct net n;
+    s[0].out = 5;
+    net_init(&n, s, 1, 1, in, 3);
+    check_grads(&n, -1, 1, 1e-2, 2e-3);
+    net_free(&n);
+}
+
+Test(nn, conv2d_gradients_stride_and_padding)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_CONV2D), L(KDCL__L_FLATTEN)};
+    int64_t in[3] = {2, 6, 5};
+    struct net n;
+    s[0].out = 3;
+    s[0].kernel = 3;
+    s[0].stride = 2;
+    s[0].padding = 1;
+    net_init(&n, s, 2, 3, in, 2);
+    check_grads(&n, -1, 1, 1e-2, 2e-3);
+    net_free(&n);
+}
+
+Test(nn, relu_gradients)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_RELU)};
+    int64_t in[1] = {40};
+    struct net n;
+    net_init(&n, s, 1, 1, in, 2);
+    check_grads(&n, -1, 1, 1e-3, 2e-3);
+    net_free(&n);
+}
+
+Test(nn, relu_and_pooling_gradients)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_RELU), L(KDCL__L_MAXPOOL),
+                                   L(KDCL__L_AVGPOOL), L(KDCL__L_FLATTEN)};
+    int64_t in[3] = {2, 9, 9};
+    struct net n;
+    s[1].kernel = 3; /* overlapping windows */
+    s[1].stride = 2;
+    s[1].padding = 1;
+    s[2].kernel = 2;
+    s[2].stride = 2;
+    net_init(&n, s, 4, 3, in, 2);
+    /* h small against the gaps between random values, kinks avoided */
+    check_grads(&n, -1, 1, 1e-3, 1e-2);
+    net_free(&n);
+}
+
+Test(nn, global_average_pool_gradients)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_GAP)};
+    int64_t in[3] = {3, 4, 4};
+    struct net n;
+    net_init(&n, s, 1, 3, in, 2);
+    check_grads(&n, -1, 1, 1e-2, 2e-3);
+    net_free(&n);
+}
+
+Test(nn, dropout_gradients_and_rate)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_DROPOUT)};
+    int64_t in[1] = {1000};
+    struct net n;
+    float *x = malloc(sizeof(float) * 1000), *y = malloc(sizeof(float) * 1000);
+    const kdcl_tensor *out;
+    int zeros = 0;
+    s[0].p = 0.3;
+    net_init(&n, s, 1, 1, in, 1);
+    check_grads(&n, -1, 1, 1e-2, 2e-3);
+    for (int i = 0; i < 1000; i++)
+        x[i] = 1.0f;
+    kdcl_tensor_write(n.x, x, 4000);
+    cr_assert_eq(kdcl__model_forward(n.m, n.x, 1, 1, &out), 0);
+    kdcl_tensor_read(out, y, 4000);
+    for (int i = 0; i < 1000; i++) {
+        cr_assert(y[i] == 0.0f || fabsf(y[i] - 1.0f / 0.7f) < 1e-6f);
+        zeros += y[i] == 0.0f;
+    }
+    cr_assert(zeros > 240 && zeros < 360, "%d of 1000 dropped", zeros);
+    /* Eval mode passes the input through. */
+    cr_assert_eq(kdcl__model_forward(n.m, n.x, 1, 0, &out), 0);
+    kdcl_tensor_read(out, y, 4000);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(y[i], 1.0f);
+    free(x);
+    free(y);
+    net_free(&n);
+}
+
+Test(nn, batchnorm_gradients_2d_and_4d)
+{
+    struct kdcl__layer_spec s1[] = {L(KDCL__L_BATCHNORM)};
+    struct kdcl__layer_spec s2[] = {L(KDCL__L_BATCHNORM), L(KDCL__L_FLATTEN)};
+    int64_t in1[1] = {4}, in2[3] = {3, 2, 2};
+    struct net n;
+    net_init(&n, s1, 1, 1, in1, 5);
+    check_grads(&n, -2, 2, 1e-2, 5e-3);
+    net_free(&n);
+    net_init(&n, s2, 2, 3, in2, 3);
+    check_grads(&n, -2, 2, 1e-2, 5e-3);
+    net_free(&n);
+}
+
+Test(nn, batchnorm_running_stats_and_eval)
+{
+    /* One training batch of x = [1, 3] per channel: mean 2, biased var 1,
+       unbiased var 2; running: 0.9*0 + 0.1*2, 0.9*1 + 0.1*2. */
+    struct kdcl__layer_spec s[] = {L(KDCL__L_BATCHNORM)};
+    int64_t in[1] = {1};
+    struct net n;
+    const kdcl_tensor *y;
+    float x[2] = {1, 3}, out[2];
+    const char *name;
+    kdcl_tensor *val;
+    float rm, rv;
+    int64_t nbt;
+    net_init(&n, s, 1, 1, in, 2);
+    kdcl_tensor_write(n.x, x, sizeof x);
+    cr_assert_eq(kdcl__model_forward(n.m, n.x, 2, 1, &y), 0);
+    kdcl_tensor_read(y, out, sizeof out);
+    cr_assert_float_eq(out[0], -1.0f / sqrtf(1.0f + 1e-5f), 1e-5);
+    cr_assert_eq(kdcl__model_state(n.m, 2, &name, &val), 0);
+    cr_assert_str_eq(name, "0.running_mean");
+    kdcl_tensor_read(val, &rm, 4);
+    cr_assert_float_eq(rm, 0.2f, 1e-6);
+    cr_assert_eq(kdcl__model_state(n.m, 3, &name, &val), 0);
+    kdcl_tensor_read(val, &rv, 4);
+    cr_assert_float_eq(rv, 1.1f, 1e-6);
+    cr_assert_eq(kdcl__model_state(n.m, 4, &name, &val), 0);
+    cr_assert_str_eq(name, "0.num_batches_tracked");
+    kdcl_tensor_read(val, &nbt, 8);
+    cr_assert_eq(nbt, 1);
+    /* Eval: (x - 0.2) / sqrt(1.1 + eps). */
+    cr_assert_eq(kdcl__model_forward(n.m, n.x, 2, 0, &y), 0);
+    kdcl_tensor_read(y, out, sizeof out);
+    cr_assert_float_eq(out[1], (3.0f - 0.2f) / sqrtf(1.1f + 1e-5f), 1e-5);
+    net_free(&n);
+}
+
+Test(nn, conv2d_matches_naive_reference)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_CONV2D), L(KDCL__L_FLATTEN)};
+    int64_t in[3] = {3, 7, 6};
+    const int B = 2, C = 3, H = 7, W = 6, OC = 4, K = 3, S = 2, P = 1;
+    const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1;
+    struct net n;
+    float x[2 * 3 * 7 * 6], w[4 * 3 * 3 * 3], b[4], *y;
+    const kdcl_tensor *out;
+    const char *name;
+    kdcl_tensor *val, *grad;
+    s[0].out = OC;
+    s[0].kernel = K;
+    s[0].stride = S;
+    s[0].padding = P;
+    net_init(&n, s, 2, 3, in, B);
+    th_fill_uniform(x, sizeof x / 4, -1, 1, 3);
+    kdcl_tensor_write(n.x, x, sizeof x);
+    kdcl__model_param(n.m, 0, &name, &val, &grad);
+    cr_assert_str_eq(name, "0.weight");
+    kdcl_tensor_read(val, w, sizeof w);
+    kdcl__model_param(n.m, 1, &name, &val, &grad);
+    kdcl_tensor_read(val, b, sizeof b);
+    cr_assert_eq(kdcl__model_forward(n.m, n.x, B, 0, &out), 0);
+    y = malloc(sizeof(float) * B * OC * OH * OW);
+    kdcl_tensor_read(out, y, sizeof(float) * B * OC * OH * OW);
+    for (int bb = 0; bb < B; bb++)
+        for (int o = 0; o < OC; o++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    double acc = b[o];
+                    for (int c = 0; c < C; c++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                int ih = oh * S - P + kh, iw = ow * S - P + kw;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    continue;
+                                acc += (double)w[((o * C + c) * K + kh) * K
+                                                 + kw]
+                                       * x[((bb * C + c) * H + ih) * W + iw];
+                            }
+                    th_assert_close1(
+                        y[((bb * OC + o) * OH + oh) * OW + ow], acc, 1e-5,
+                        1e-5, "conv output");
+                }
+    free(y);
+    net_free(&n);
+}
+
+Test(nn, maxpool_matches_naive_reference)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_MAXPOOL), L(KDCL__L_FLATTEN)};
+    int64_t in[3] = {2, 5, 5};
+    struct net n;
+    float x[2 * 2 * 5 * 5], y[2 * 2 * 2 * 2];
+    const kdcl_tensor *out;
+    s[0].kernel = 2;
+    s[0].stride = 2;
+    net_init(&n, s, 2, 3, in, 2);
+    th_fill_uniform(x, sizeof x / 4, -1, 1, 8);
+    kdcl_tensor_write(n.x, x, sizeof x);
+    cr_assert_eq(kdcl__model_forward(n.m, n.x, 2, 0, &out), 0);
+    kdcl_tensor_read(out, y, sizeof y);
+    for (int p = 0; p < 4; p++)
+        for (int oh = 0; oh < 2; oh++)
+            for (int ow = 0; ow < 2; ow++) {
+                float m = -INFINITY;
+                for (int kh = 0; kh < 2; kh++)
+                    for (int kw = 0; kw < 2; kw++)
+                        m = fmaxf(m, x[p * 25 + (oh * 2 + kh) * 5 + ow * 2
+                                       + kw]);
+                cr_assert_eq(y[(p * 2 + oh) * 2 + ow], m);
+            }
+    net_free(&n);
+}
+
+Test(nn, model_rejects_bad_architectures)
+{
+    kdcl_context *ctx = th_ctx();
+    struct kdcl__model *m;
+    struct kdcl__layer_spec lin[] = {L(KDCL__L_LINEAR)};
+    struct kdcl__layer_spec conv[] = {L(KDCL__L_CONV2D)};
+    int64_t img[3] = {1, 4, 4};
+    lin[0].out = 3;
+    cr_assert_eq(kdcl__model_init(ctx, lin, 1, 3, img, 1, &m), KDCL_ESHAPE);
+    cr_assert(strstr(kdcl_context_errmsg(ctx), "flatten"));
+    conv[0].out = 2;
+    conv[0].kernel = 9;
+    cr_assert_eq(kdcl__model_init(ctx, conv, 1, 3, img, 1, &m), KDCL_ESHAPE);
+    cr_assert(strstr(kdcl_context_errmsg(ctx), "empty"));
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void opt_run(const struct kdcl__opt_spec *spec, const float *w0,
+                    const float *g, int steps, double lr, float *w)
+{
+    kdcl_context *ctx = th_ctx();
+    struct kdcl__opt *o;
+    kdcl_tensor *tw, *tg;
+    int64_t n = 3;
+    cr_assert_eq(kdcl__opt_init(ctx, spec, &o), 0);
+    kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &n, &tw);
+    kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &n, &tg);
+    kdcl_tensor_write(tw, w0, 12);
+    kdcl_tensor_write(tg, g, 12);
+    for (int s = 0; s < steps; s++) {
+        cr_assert_eq(kdcl__opt_step(o, tw, tg, lr), 0);
+        kdcl__opt_next(o);
+    }
+    kdcl_tensor_read(tw, w, 12);
+    kdcl_tensor_free(tw);
+    kdcl_tensor_free(tg);
+    kdcl__opt_free(o);
+}
+
+Test(optim, sgd_momentum_weight_decay_by_hand)
+{
+    /* w = 1, g = 0.5, lr 0.1, mu 0.9, wd 0.01 (torch semantics):
+       step 1: g' = 0.51, v = 0.51, w = 1 - 0.051 = 0.949
+       step 2: g' = 0.5 + 0.00949 = 0.50949, v = 0.9*0.51 + 0.50949
+               = 0.96849, w = 0.949 - 0.096849 = 0.852151 */
+    struct kdcl__opt_spec sp = {KDCL__OPT_SGD, 0.1, 0.9, 0, 0.01, 0, 0, 0};
+    float w0[3] = {1, 1, 1}, g[3] = {0.5f, 0.5f, 0.5f}, w[3];
+    opt_run(&sp, w0, g, 2, 0.1, w);
+    cr_assert_float_eq(w[0], 0.852151f, 1e-6);
+    /* Nesterov: step 1 w -= lr (g' + mu v) = 1 - 0.1 (0.51 + 0.459) */
+    sp.nesterov = 1;
+    opt_run(&sp, w0, g, 1, 0.1, w);
+    cr_assert_float_eq(w[1], 1.0f - 0.1f * (0.51f + 0.9f * 0.51f), 1e-6);
+    /* Plain SGD. */
+    sp.momentum = 0;
+    sp.nesterov = 0;
+    sp.weight_decay = 0;
+    opt_run(&sp, w0, g, 3, 0.1, w);
+    cr_assert_float_eq(w[2], 1.0f - 3 * 0.05f, 1e-6);
+}
+
+Test(optim, adam_by_hand)
+{
+    /* Two steps with a constant gradient g: m_hat = g, v_hat = g^2, so
+       each step moves w by lr * g / (|g| + eps). */
+    struct kdcl__opt_spec sp = {KDCL__OPT_ADAM, 0.01, 0, 0, 0, 0.9, 0.999,
+                                1e-8};
+    float w0[3] = {1, -1, 0}, g[3] = {0.5f, -2.0f, 1e-3f}, w[3];
+    opt_run(&sp, w0, g, 2, 0.01, w);
+    cr_assert_float_eq(w[0], 1.0f - 0.02f, 1e-6);
+    cr_assert_float_eq(w[1], -1.0f + 0.02f, 1e-6);
+    cr_assert_float_eq(w[2], -0.02f * 1e-3f / (1e-3f + 1e-8f), 1e-6);
+}
+
+Test(optim, schedules)
+{
+    struct kdcl__sched st = {KDCL__SCHED_STEP, 0.1, 3, 0.5, 0, 0};
+    struct kdcl__sched co = {KDCL__SCHED_COSINE, 0.1, 0, 0, 10, 0.0};
+    struct kdcl__sched c0 = {KDCL__SCHED_CONST, 0.05, 0, 0, 0, 0};
+    cr_assert_float_eq(kdcl__sched_lr(&st, 2), 0.1, 1e-12);
+    cr_assert_float_eq(kdcl__sched_lr(&st, 3), 0.05, 1e-12);
+    cr_assert_float_eq(kdcl__sched_lr(&st, 7), 0.025, 1e-12);
+    cr_assert_float_eq(kdcl__sched_lr(&co, 0), 0.1, 1e-12);
+    cr_assert_float_eq(kdcl__sched_lr(&co, 5), 0.05, 1e-12);
+    cr_assert_float_eq(kdcl__sched_lr(&c0, 100), 0.05, 1e-12);
+}
