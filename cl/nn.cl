@@ -16,9 +16,9 @@
 __kernel void nn_bias_add(__global float *y, __global const float *b,
                           const int R, const int N)
 {
-    const size_t i = get_global_id(0);
-    if (i < (size_t)R * (size_t)N)
-        y[i] += b[i % (size_t)N];
+    const int i = get_global_id(0);
+    if (i < R * N)
+        y[i] += b[i % N];
 }
 
 /* out[c] = sum_r g[r, c] (+ out[c] when accumulate); one item per column,
@@ -63,26 +63,35 @@ __kernel void nn_add(__global float *y, __global const float *x, const int n)
 /*
  * im2col for the whole batch: col[(b*OH*OW + oh*OW + ow), (c*K*K + kh*K +
  * kw)] = x[b, c, oh*S - P + kh, ow*S - P + kw] (0 outside).  One item per
- * col element.
+ * col row (an output pixel of one image), writing its C*K*K values
+ * contiguously; 32-bit index arithmetic (64-bit division is slow on CPUs).
  */
 __kernel void nn_im2col(__global const float *x, __global float *col,
                         const int B, const int C, const int H, const int W,
                         const int K, const int S, const int P, const int OH,
                         const int OW)
 {
-    const size_t i = get_global_id(0);
-    const int ckk = C * K * K;
-    const size_t total = (size_t)B * OH * OW * ckk;
-    if (i >= total)
+    const int row = get_global_id(0);
+    if (row >= B * OH * OW)
         return;
-    const int q = i % ckk;
-    const size_t row = i / ckk;
-    const int ow = row % OW, oh = (row / OW) % OH, b = row / ((size_t)OW * OH);
-    const int kw = q % K, kh = (q / K) % K, c = q / (K * K);
-    const int ih = oh * S - P + kh, iw = ow * S - P + kw;
-    col[i] = (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                 ? x[(((size_t)b * C + c) * H + ih) * W + iw]
-                 : 0.0f;
+    const int ow = row % OW, oh = (row / OW) % OH, b = row / (OW * OH);
+    const int ckk = C * K * K;
+    __global float *out = col + (size_t)row * ckk;
+    __global const float *xb = x + (size_t)b * C * H * W;
+    const int h0 = oh * S - P, w0 = ow * S - P;
+    int q = 0;
+    for (int c = 0; c < C; c++) {
+        __global const float *xc = xb + c * H * W;
+        for (int kh = 0; kh < K; kh++) {
+            const int ih = h0 + kh;
+            const bool row_in = ih >= 0 && ih < H;
+            for (int kw = 0; kw < K; kw++, q++) {
+                const int iw = w0 + kw;
+                out[q] = (row_in && iw >= 0 && iw < W) ? xc[ih * W + iw]
+                                                       : 0.0f;
+            }
+        }
+    }
 }
 
 /*
@@ -95,11 +104,11 @@ __kernel void nn_col2im(__global const float *dcol, __global float *gx,
                         const int K, const int S, const int P, const int OH,
                         const int OW)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)B * C * H * W)
+    const int i = get_global_id(0);
+    if (i >= B * C * H * W)
         return;
-    const int iw = i % W, ih = (i / W) % H, c = (i / ((size_t)W * H)) % C;
-    const int b = i / ((size_t)W * H * C);
+    const int iw = i % W, ih = (i / W) % H, c = (i / (W * H)) % C;
+    const int b = i / (W * H * C);
     const int ckk = C * K * K;
     float s = 0.0f;
     for (int kh = 0; kh < K; kh++) {
@@ -116,8 +125,8 @@ __kernel void nn_col2im(__global const float *dcol, __global float *gx,
             const int ow = tw / S;
             if (ow >= OW)
                 continue;
-            const size_t row = ((size_t)b * OH + oh) * OW + ow;
-            s += dcol[row * ckk + (c * K + kh) * K + kw];
+            const int row = (b * OH + oh) * OW + ow;
+            s += dcol[(size_t)row * ckk + (c * K + kh) * K + kw];
         }
     }
     gx[i] = s;
@@ -128,22 +137,22 @@ __kernel void nn_col_to_nchw(__global const float *ycol,
                              __global const float *bias, __global float *y,
                              const int B, const int OC, const int P)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)B * OC * P)
+    const int i = get_global_id(0);
+    if (i >= B * OC * P)
         return;
-    const int p = i % P, oc = (i / P) % OC, b = i / ((size_t)P * OC);
-    y[i] = ycol[((size_t)b * P + p) * OC + oc] + bias[oc];
+    const int p = i % P, oc = (i / P) % OC, b = i / (P * OC);
+    y[i] = ycol[(b * P + p) * OC + oc] + bias[oc];
 }
 
 /* gcol[(b*P + p), oc] = gy[b, oc, p]. */
 __kernel void nn_nchw_to_col(__global const float *gy, __global float *gcol,
                              const int B, const int OC, const int P)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)B * OC * P)
+    const int i = get_global_id(0);
+    if (i >= B * OC * P)
         return;
-    const int oc = i % OC, p = (i / OC) % P, b = i / ((size_t)OC * P);
-    gcol[i] = gy[((size_t)b * OC + oc) * P + p];
+    const int oc = i % OC, p = (i / OC) % P, b = i / (OC * P);
+    gcol[i] = gy[(b * OC + oc) * P + p];
 }
 
 /* Max pooling; idx keeps the flat input offset (within the plane) of the
@@ -153,11 +162,11 @@ __kernel void nn_maxpool_fwd(__global const float *x, __global float *y,
                              const int W, const int K, const int S,
                              const int P, const int OH, const int OW)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)BC * OH * OW)
+    const int i = get_global_id(0);
+    if (i >= BC * OH * OW)
         return;
     const int ow = i % OW, oh = (i / OW) % OH;
-    const size_t plane = i / ((size_t)OW * OH);
+    const int plane = i / (OW * OH);
     __global const float *xp = x + plane * H * W;
     float m = -INFINITY;
     int at = -1;
@@ -187,11 +196,11 @@ __kernel void nn_maxpool_bwd(__global const float *gy,
                              const int K, const int S, const int P,
                              const int OH, const int OW)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)BC * H * W)
+    const int i = get_global_id(0);
+    if (i >= BC * H * W)
         return;
     const int iw = i % W, ih = (i / W) % H;
-    const size_t plane = i / ((size_t)W * H);
+    const int plane = i / (W * H);
     const int self = ih * W + iw;
     float s = 0.0f;
     for (int kh = 0; kh < K; kh++) {
@@ -216,11 +225,11 @@ __kernel void nn_avgpool_fwd(__global const float *x, __global float *y,
                              const int K, const int S, const int OH,
                              const int OW)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)BC * OH * OW)
+    const int i = get_global_id(0);
+    if (i >= BC * OH * OW)
         return;
     const int ow = i % OW, oh = (i / OW) % OH;
-    const size_t plane = i / ((size_t)OW * OH);
+    const int plane = i / (OW * OH);
     __global const float *xp = x + plane * H * W;
     float s = 0.0f;
     for (int kh = 0; kh < K; kh++)
@@ -234,11 +243,11 @@ __kernel void nn_avgpool_bwd(__global const float *gy, __global float *gx,
                              const int K, const int S, const int OH,
                              const int OW)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)BC * H * W)
+    const int i = get_global_id(0);
+    if (i >= BC * H * W)
         return;
     const int iw = i % W, ih = (i / W) % H;
-    const size_t plane = i / ((size_t)W * H);
+    const int plane = i / (W * H);
     float s = 0.0f;
     for (int kh = 0; kh < K; kh++) {
         const int th = ih - kh;
@@ -427,8 +436,8 @@ __kernel void nn_gather_rows(__global const float *data,
                              __global const int *all_labels,
                              __global int *labels, const int R, const int D)
 {
-    const size_t i = get_global_id(0);
-    if (i >= (size_t)R * D)
+    const int i = get_global_id(0);
+    if (i >= R * D)
         return;
     const int r = i / D, d = i % D;
     x[i] = data[(size_t)idx[r] * D + d];

@@ -25,6 +25,10 @@ static const char usage_text[] =
     "gradients\n"
     "  bench [--device SPEC] [--plugin NAME]... [--json OUT.json]\n"
     "                                   measure bandwidth and plugin speed\n"
+    "  train CONFIG.yaml [--set KEY=VALUE]... [--json OUT.json]\n"
+    "                                   train a model (cross-entropy)\n"
+    "  distill CONFIG.yaml [--set KEY=VALUE]... [--baseline] [--json OUT]\n"
+    "                                   distil a student from a teacher\n"
     "  version                          print the version\n"
     "\n"
     "Run 'kdcl <command> --help' for a command's options.\n"
@@ -472,6 +476,10 @@ int main(int argc, char **argv)
         return cli_loss(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return cli_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return cli_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "distill"))
+        return cli_distill(argc - 1, argv + 1);
     fprintf(stderr, "kdcl: unknown command '%s'\n\n%s", cmd, usage_text);
     return CLI_USAGE;
 }

@@ -40,5 +40,7 @@ void cli_list_free(struct cli_list *l);
 
 int cli_loss(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_distill(int argc, char **argv);
 
 #endif /* KDCL_CLI_H */

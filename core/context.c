@@ -573,13 +573,22 @@ int kdcl_context_set_profiling(kdcl_context *ctx, int on)
     return KDCL_OK;
 }
 
+void kdcl__profile_add_ns(kdcl_context *ctx, const char *name, uint64_t ns)
+{
+    size_t before = ctx->n_prof;
+    kdcl__profile_add(ctx, name, NULL);
+    if (ctx->n_prof > before)
+        ctx->prof[before].ns = ns;
+}
+
 void kdcl__profile_add(kdcl_context *ctx, const char *name, cl_event event)
 {
     if (ctx->n_prof == ctx->cap_prof) {
         size_t cap = ctx->cap_prof ? ctx->cap_prof * 2 : 64;
         void *grow = realloc(ctx->prof, cap * sizeof *ctx->prof);
         if (!grow) {
-            clReleaseEvent(event); /* profiling is best effort */
+            if (event)
+                clReleaseEvent(event); /* profiling is best effort */
             return;
         }
         ctx->prof = grow;

@@ -126,6 +126,8 @@ void kdcl__programs_free(kdcl_context *ctx);
 /* Record a launch event for profiling (takes ownership of event). */
 void kdcl__profile_add(kdcl_context *ctx, const char *name, cl_event event);
 void kdcl__profile_free(kdcl_context *ctx);
+/* Record work done on the host (host GEMM) for profiling. */
+void kdcl__profile_add_ns(kdcl_context *ctx, const char *name, uint64_t ns);
 /* The cl_mem to pass for t as a kernel argument (a view's sub-buffer). */
 int kdcl__tensor_arg(const kdcl_tensor *t, cl_mem *out);
 
@@ -133,6 +135,9 @@ int kdcl__tensor_arg(const kdcl_tensor *t, cl_mem *out);
    KDCL__FNV_OFFSET). */
 #define KDCL__FNV_OFFSET 14695981039346656037ull
 uint64_t kdcl__fnv1a(uint64_t h, const void *data, size_t len);
+
+/* mkdir -p (mode 0755); 0 on success. */
+int kdcl__mkdirs(const char *path);
 
 /* strdup with the library's allocator. */
 char *kdcl__strdup(const char *s);

@@ -67,13 +67,18 @@ int kdcl__nn_kernels(kdcl_context *ctx, struct kdcl__nn_kernels **out)
 }
 
 int kdcl__nn_launch(kdcl_context *ctx, int k, size_t n, uint32_t n_args,
-                const struct kdcl_arg *args)
+                    const struct kdcl_arg *args)
 {
     struct kdcl__nn_kernels *nk;
+    /* An explicit work-group size (the global size is rounded up and the
+       kernels check bounds): left to itself a driver may pick a size that
+       merely divides n, down to 1, which defeats vectorisation on CPUs. */
+    size_t local = 64;
     int status = kdcl__nn_kernels(ctx, &nk);
     if (status)
         return status;
-    return kdcl_kernel_launch(ctx, nk->k[k], 1, &n, NULL, n_args, args);
+    return kdcl_kernel_launch(ctx, nk->k[k], 1, &n, n >= local ? &local : NULL,
+                              n_args, args);
 }
 
 #define RUN(ctx, k, n, ...)                                                  \
@@ -773,4 +778,26 @@ int64_t kdcl__model_n_params(const struct kdcl__model *m)
             n += kdcl_tensor_numel(m->layers[i]->w)
                  + kdcl_tensor_numel(m->layers[i]->b);
     return n;
+}
+
+int kdcl__model_set_tap(struct kdcl__model *m, size_t i, const char *name)
+{
+    if (i >= m->n_layers)
+        return kdcl__error(m->ctx, KDCL_ERANGE, "no layer %zu", i);
+    snprintf(m->layers[i]->spec.tap, sizeof m->layers[i]->spec.tap, "%s",
+             name);
+    m->layers[i]->B = 0; /* buffers (the tap gradient) are remade */
+    return KDCL_OK;
+}
+
+int kdcl__arch_default_tap(const struct kdcl__model *m, int want_maps)
+{
+    if (want_maps) {
+        for (size_t i = m->n_layers; i-- > 0;)
+            if (m->layers[i]->out_rank == 3)
+                return (int)i;
+        return -1;
+    }
+    /* The input of the classifier: the layer before the last. */
+    return m->n_layers >= 2 ? (int)m->n_layers - 2 : -1;
 }

@@ -28,6 +28,8 @@ const struct kdcl_input_desc *kdcl__input_desc(const struct kdcl_plugin *p,
 /* The input descriptor whose name pattern matches name, or NULL. */
 const struct kdcl_input_desc *kdcl__input_find(const struct kdcl_plugin *p,
                                                const char *name);
+/* The plugin of a run. */
+const struct kdcl_plugin *kdcl__run_plugin(const kdcl_run *run);
 /* Parse text for d into out (may be NULL to only check). */
 int kdcl__param_check(const struct kdcl_param_desc *d, const char *text,
                       struct kdcl__value *out, char *err, size_t len);

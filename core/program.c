@@ -46,8 +46,7 @@ static bool cache_enabled(const kdcl_context *ctx)
     return true;
 }
 
-/* mkdir -p; returns 0 on success. */
-static int mkdirs(const char *path)
+int kdcl__mkdirs(const char *path)
 {
     char buf[4096];
     size_t n = strlen(path);
@@ -176,7 +175,7 @@ static void cache_store(kdcl_context *ctx, const char *path, const char *key,
     int fd;
     bool ok;
 
-    if (!cache_dir(dir, sizeof dir) || mkdirs(dir) != 0)
+    if (!cache_dir(dir, sizeof dir) || kdcl__mkdirs(dir) != 0)
         return;
     snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path);
     fd = mkstemp(tmp);

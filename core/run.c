@@ -325,8 +325,11 @@ int kdcl_run_set_input(kdcl_run *run, const char *name, const kdcl_tensor *t)
                                kdcl_dtype_name(want),
                                kdcl_dtype_name(t->dtype));
     }
+    /* Labels are range-checked when a tensor is first bound; rebinding
+       the same tensor (a training loop refilling it) does not re-read. */
+    if (s->input != t)
+        s->checked = false;
     s->input = t;
-    s->checked = false;
     return KDCL_OK;
 }
 
@@ -487,4 +490,9 @@ int kdcl_run_cost(kdcl_run *run, double *flops, double *bytes)
             *bytes += (double)s->grad->bytes;
     }
     return KDCL_OK;
+}
+
+const struct kdcl_plugin *kdcl__run_plugin(const kdcl_run *run)
+{
+    return run->plugin;
 }

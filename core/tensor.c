@@ -7,6 +7,10 @@
 #include <clblast_c.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#ifdef KDCL_HAVE_CBLAS
+#include <cblas.h>
+#endif
 
 static int check_shape(kdcl_context *ctx, int dtype, uint32_t ndim,
                        const int64_t *shape, int64_t *numel)
@@ -330,6 +334,66 @@ static int gemm_check(kdcl_context *ctx, const kdcl_tensor *t, size_t off,
     return KDCL_OK;
 }
 
+#ifdef KDCL_HAVE_CBLAS
+/*
+ * On CPU devices the buffers live in host memory, and an optimised host
+ * BLAS is several times faster than CLBlast's OpenCL kernels there
+ * (docs/performance.md).  The queue is drained, the buffers are mapped
+ * (zero-copy on CPU drivers), cblas_sgemm runs, and the maps are released
+ * in queue order.  KDCL_GEMM=clblast turns this off.
+ */
+static bool host_gemm_wanted(const kdcl_context *ctx)
+{
+    const char *e = getenv("KDCL_GEMM");
+    if (e && !strcmp(e, "clblast"))
+        return false;
+    return ctx->devices[ctx->dev_index].type == KDCL_DEVICE_CPU;
+}
+
+static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
+                     size_t n, size_t k, float alpha, const kdcl_tensor *a,
+                     size_t a_off, size_t lda, size_t a_stride,
+                     const kdcl_tensor *b, size_t b_off, size_t ldb,
+                     size_t b_stride, float beta, kdcl_tensor *c,
+                     size_t c_off, size_t ldc, size_t c_stride, size_t batch)
+{
+    const kdcl_tensor *ts[3] = {a, b, c};
+    float *p[3] = {NULL, NULL, NULL};
+    cl_int err = clFinish(ctx->queue);
+    int status = KDCL_OK;
+    for (int i = 0; i < 3 && err == CL_SUCCESS; i++) {
+        p[i] = clEnqueueMapBuffer(ctx->queue, ts[i]->mem, CL_TRUE,
+                                  i == 2 ? CL_MAP_READ | CL_MAP_WRITE
+                                         : CL_MAP_READ,
+                                  ts[i]->offset, ts[i]->bytes, 0, NULL, NULL,
+                                  &err);
+    }
+    if (err != CL_SUCCESS) {
+        status = kdcl__cl_error(ctx, err, "clEnqueueMapBuffer (host GEMM)");
+    } else {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (size_t i = 0; i < batch; i++)
+            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                        trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                        (int)k, alpha, p[0] + a_off + i * a_stride, (int)lda,
+                        p[1] + b_off + i * b_stride, (int)ldb, beta,
+                        p[2] + c_off + i * c_stride, (int)ldc);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (ctx->profiling)
+            kdcl__profile_add_ns(
+                ctx, "host_sgemm",
+                (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll
+                           + (t1.tv_nsec - t0.tv_nsec)));
+    }
+    for (int i = 0; i < 3; i++)
+        if (p[i])
+            clEnqueueUnmapMemObject(ctx->queue, ts[i]->mem, p[i], 0, NULL,
+                                    NULL);
+    return status;
+}
+#endif
+
 int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                       size_t n, size_t k, float alpha, const kdcl_tensor *a,
                       size_t a_off, size_t lda, size_t a_stride,
@@ -362,6 +426,12 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
             return kdcl_tensor_fill(c, 0.0);
         return kdcl__error(ctx, KDCL_EINVAL, "gemm with k = 0");
     }
+#ifdef KDCL_HAVE_CBLAS
+    if (host_gemm_wanted(ctx))
+        return host_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda,
+                         a_stride, b, b_off, ldb, b_stride, beta, c, c_off,
+                         ldc, c_stride, batch);
+#endif
     if (batch == 1)
         s = CLBlastSgemm(CLBlastLayoutRowMajor,
                          trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential pkg-config meson ninja-build python3
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo oclgrind
-  libclblast-dev libcriterion-dev libcjson-dev libyaml-dev zlib1g-dev
+  libclblast-dev libopenblas-dev libcriterion-dev libcjson-dev libyaml-dev
+  zlib1g-dev
   dataset-fashion-mnist
 )
 

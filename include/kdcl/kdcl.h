@@ -269,7 +269,9 @@ KDCL_API int kdcl_run_init(kdcl_context *ctx, const struct kdcl_plugin *plugin,
 KDCL_API void kdcl_run_free(kdcl_run *run);
 /* Bind input name to t (borrowed until unbound or the run is freed); t
    NULL unbinds.  The name must match one of the plugin's inputs and the
-   dtype must be f32 (i32 for integer inputs). */
+   dtype must be f32 (i32 for integer inputs).  Labels are range-checked
+   at the next forward after a new tensor is bound (rebinding the same
+   tensor with new contents is not checked again). */
 KDCL_API int kdcl_run_set_input(kdcl_run *run, const char *name,
                                 const kdcl_tensor *t);
 /* Ask for the gradient of input name into grad (borrowed, f32, same
