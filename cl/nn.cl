@@ -203,6 +203,13 @@ __kernel void nn_maxpool_bwd(__global const float *gy,
     const int plane = i / (W * H);
     const int self = ih * W + iw;
     float s = 0.0f;
+    if (K == S && P == 0) {
+        /* Non-overlapping windows (the usual 2x2/2): one window. */
+        const int oh = ih / K, ow = iw / K;
+        const int o = (plane * OH + oh) * OW + ow;
+        gx[i] = (oh < OH && ow < OW && idx[o] == self) ? gy[o] : 0.0f;
+        return;
+    }
     for (int kh = 0; kh < K; kh++) {
         const int th = ih + P - kh;
         if (th < 0 || th % S || th / S >= OH)

@@ -200,6 +200,19 @@ Test(nn, relu_and_pooling_gradients)
     net_free(&n);
 }
 
+Test(nn, maxpool_non_overlapping_gradients)
+{
+    /* 2x2 windows, stride 2: the fast path; 7x7 leaves an unused edge. */
+    struct kdcl__layer_spec s[] = {L(KDCL__L_MAXPOOL), L(KDCL__L_FLATTEN)};
+    int64_t in[3] = {2, 7, 7};
+    struct net n;
+    s[0].kernel = 2;
+    s[0].stride = 2;
+    net_init(&n, s, 2, 3, in, 2);
+    check_grads(&n, -1, 1, 1e-3, 1e-2);
+    net_free(&n);
+}
+
 Test(nn, global_average_pool_gradients)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_GAP)};
