@@ -10,6 +10,7 @@
  */
 #include "cli.h"
 #include "params.h"
+#include "train.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -353,6 +354,218 @@ out:
     }
 }
 
+/* ---------------------------------------------------------------------- */
+/* GEMM and training steps                                                 */
+
+/* GFLOP/s of C[m,n] = A[m,k] B[k,n] with the active provider. */
+static int bench_gemm(kdcl_context *ctx, size_t m, size_t n, size_t k,
+                      int reps, double *gflops)
+{
+    int64_t as[2] = {(int64_t)m, (int64_t)k}, bs[2] = {(int64_t)k,
+                                                        (int64_t)n},
+            cs[2] = {(int64_t)m, (int64_t)n};
+    kdcl_tensor *a = NULL, *b = NULL, *c = NULL;
+    double t[64];
+    int status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, as, &a);
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, bs, &b);
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, cs, &c);
+    if (!status)
+        status = kdcl_tensor_fill(a, 0.5);
+    if (!status)
+        status = kdcl_tensor_fill(b, 0.25);
+    for (int r = 0; !status && r < reps + 2; r++) {
+        double t0 = now_s();
+        status = kdcl_gemm(ctx, 0, 0, m, n, k, 1.0f, a, 0, k, b, 0, n, 0.0f,
+                           c, 0, n);
+        if (!status)
+            status = kdcl_context_finish(ctx);
+        if (r >= 2)
+            t[r - 2] = now_s() - t0;
+    }
+    if (!status)
+        *gflops = 2.0 * (double)m * (double)n * (double)k
+                  / median(t, (size_t)reps) * 1e-9;
+    kdcl_tensor_free(a);
+    kdcl_tensor_free(b);
+    kdcl_tensor_free(c);
+    return status;
+}
+
+static void gemm_section(kdcl_context *ctx, int reps, cJSON *doc)
+{
+    static const struct {
+        const char *what;
+        size_t m, n, k;
+    } shapes[] = {
+        {"square 512", 512, 512, 512},
+        {"square 1024", 1024, 1024, 1024},
+        {"lenet5 conv1 fwd", 128 * 784, 6, 25},
+        {"lenet5 conv2 fwd", 128 * 100, 16, 150},
+        {"lenet5 conv2 dW", 16, 150, 128 * 100},
+        {"mlp 784-1200 fwd", 128, 1200, 784},
+    };
+    const bool cpu = kdcl_context_device(ctx)->type == KDCL_DEVICE_CPU;
+    const char *saved = getenv("KDCL_GEMM");
+    cJSON *arr = cJSON_AddArrayToObject(doc, "gemm");
+    printf("\n%-20s %22s %10s %10s\n", "gemm", "m x n x k", "GFLOP/s",
+           cpu ? "CLBlast" : "");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        double g = 0, gc = 0;
+        char dims[64];
+        cJSON *o = cJSON_CreateObject();
+        snprintf(dims, sizeof dims, "%zux%zux%zu", shapes[i].m, shapes[i].n,
+                 shapes[i].k);
+        if (bench_gemm(ctx, shapes[i].m, shapes[i].n, shapes[i].k, reps, &g))
+            g = 0;
+        if (cpu) {
+            /* The same product through CLBlast, for the comparison. */
+            setenv("KDCL_GEMM", "clblast", 1);
+            if (bench_gemm(ctx, shapes[i].m, shapes[i].n, shapes[i].k, reps,
+                           &gc))
+                gc = 0;
+            if (saved)
+                setenv("KDCL_GEMM", saved, 1);
+            else
+                unsetenv("KDCL_GEMM");
+        }
+        printf("%-20s %22s %10.1f", shapes[i].what, dims, g);
+        if (cpu)
+            printf(" %10.1f", gc);
+        printf("\n");
+        fflush(stdout);
+        cJSON_AddStringToObject(o, "shape", shapes[i].what);
+        cJSON_AddStringToObject(o, "mnk", dims);
+        cJSON_AddNumberToObject(o, "gflops", g);
+        if (cpu)
+            cJSON_AddNumberToObject(o, "clblast_gflops", gc);
+        cJSON_AddItemToArray(arr, o);
+    }
+}
+
+/* Median time of one training step (forward, CE, backward, SGD) of a
+   built-in architecture on random data. */
+static int bench_train_step(kdcl_context *ctx, const char *spec_json,
+                            int64_t B, int reps, double *ms)
+{
+    struct kdcl__dataset d;
+    struct kdcl__model *m = NULL;
+    struct kdcl__opt *opt = NULL;
+    struct kdcl__opt_spec os = {KDCL__OPT_SGD, 0.01, 0.9, 0, 5e-4, 0, 0, 0};
+    cJSON *spec = cJSON_Parse(spec_json);
+    char err[512];
+    int64_t xs[2] = {B, 784}, ls[2] = {B, 10};
+    kdcl_tensor *x = NULL, *y = NULL, *dl = NULL, *rows = NULL;
+    float *host = malloc((size_t)(B * 784) * sizeof *host);
+    int32_t *lab = malloc((size_t)B * sizeof *lab);
+    uint64_t seed = 1;
+    double t[64];
+    int status;
+
+    memset(&d, 0, sizeof d);
+    d.ndim = 3;
+    d.shape[0] = 1;
+    d.shape[1] = d.shape[2] = 28;
+    d.per = 784;
+    d.classes = 10;
+    if (!host || !lab || !spec) {
+        status = KDCL_ENOMEM;
+        goto out;
+    }
+    for (int64_t i = 0; i < B * 784; i++)
+        host[i] = (float)(2.0 * rng_uniform(&seed) - 1.0);
+    for (int64_t i = 0; i < B; i++)
+        lab[i] = (int32_t)(rng_next(&seed) % 10);
+    status = kdcl__arch_build(ctx, spec, "bench", &d, 1, &m, err, sizeof err);
+    if (!status)
+        status = kdcl__opt_init(ctx, &os, &opt);
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, xs, &x);
+    if (!status)
+        status = kdcl_tensor_write(x, host, kdcl_tensor_bytes(x));
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_I32, 1, &B, &y);
+    if (!status)
+        status = kdcl_tensor_write(y, lab, kdcl_tensor_bytes(y));
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, ls, &dl);
+    if (!status)
+        status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &B, &rows);
+    for (int r = 0; !status && r < reps + 2; r++) {
+        const kdcl_tensor *logits;
+        const char *name;
+        kdcl_tensor *val, *grad;
+        double t0 = now_s();
+        size_t wg = 64;
+        status = kdcl__model_forward(m, x, B, 1, &logits);
+        if (!status) {
+            struct kdcl_arg a[] = {
+                KDCL_A_TENSOR(logits), KDCL_A_TENSOR(y), KDCL_A_TENSOR(dl),
+                KDCL_A_TENSOR(rows),   KDCL_A_I32(10),   KDCL_A_I32(1),
+                KDCL_A_F32((float)(1.0 / (double)B)), KDCL_A_I32(1),
+                KDCL_A_I32(0), KDCL_A_LOCAL(wg * 2 * sizeof(float))};
+            status = kdcl__nn_launch_groups(ctx, KDCL__NN_CE_ROWS, (size_t)B,
+                                            wg, 10, a);
+        }
+        if (!status)
+            status = kdcl__model_backward(m, dl);
+        for (size_t i = 0;
+             !status && kdcl__model_param(m, i, &name, &val, &grad) == 0; i++)
+            status = kdcl__opt_step(opt, val, grad, 0.01);
+        if (!status)
+            status = kdcl_context_finish(ctx);
+        if (r >= 2)
+            t[r - 2] = now_s() - t0;
+    }
+    if (!status)
+        *ms = median(t, (size_t)reps) * 1e3;
+out:
+    kdcl_tensor_free(x);
+    kdcl_tensor_free(y);
+    kdcl_tensor_free(dl);
+    kdcl_tensor_free(rows);
+    kdcl__opt_free(opt);
+    kdcl__model_free(m);
+    cJSON_Delete(spec);
+    free(host);
+    free(lab);
+    return status;
+}
+
+static void train_section(kdcl_context *ctx, int reps, cJSON *doc)
+{
+    static const struct {
+        const char *what;
+        const char *spec;
+    } models[] = {
+        {"lenet5", "{\"arch\": \"lenet5\"}"},
+        {"lenet5-half", "{\"arch\": \"lenet5\", \"width\": 0.5}"},
+        {"mlp 784-1200-1200-10", "{\"arch\": \"mlp\"}"},
+        {"mlp 784-32-10", "{\"arch\": \"mlp\", \"hidden\": [32]}"},
+    };
+    cJSON *arr = cJSON_AddArrayToObject(doc, "train_step");
+    printf("\n%-24s %8s %12s %12s\n", "training step (B=128)", "", "median ms",
+           "samples/s");
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        double ms = 0;
+        cJSON *o = cJSON_CreateObject();
+        int status = bench_train_step(ctx, models[i].spec, 128, reps, &ms);
+        if (status)
+            printf("%-24s skipped: %s\n", models[i].what,
+                   kdcl_context_errmsg(ctx));
+        else
+            printf("%-24s %8s %12.2f %12.0f\n", models[i].what, "", ms,
+                   128.0 / (ms * 1e-3));
+        fflush(stdout);
+        cJSON_AddStringToObject(o, "model", models[i].what);
+        cJSON_AddNumberToObject(o, "median_ms", status ? 0 : ms);
+        cJSON_AddNumberToObject(o, "samples_per_s",
+                                status ? 0 : 128.0 / (ms * 1e-3));
+        cJSON_AddItemToArray(arr, o);
+    }
+}
+
 static const char bench_help[] =
     "usage: kdcl bench [options]\n"
     "\n"
@@ -365,6 +578,11 @@ static const char bench_help[] =
     "  --size LABEL       only this size set (repeatable): 256x100,\n"
     "                     256x1000, 1024x32000, 4096x32000, 1024x128256\n"
     "  --reps N           timed repetitions at least (default 5)\n"
+    "  --gemm             also measure GEMM (on CPU devices: OpenBLAS and\n"
+    "                     CLBlast side by side)\n"
+    "  --train            also measure training steps of the built-in\n"
+    "                     models (samples per second)\n"
+    "  --no-plugins       skip the plugin measurements\n"
     "  --plugin-dir DIR   look for plugins in DIR first\n"
     "  --json OUT.json    also write the results as JSON\n";
 
@@ -387,9 +605,13 @@ int cli_bench(int argc, char **argv)
         {"reps", required_argument, NULL, 'r'},
         {"plugin-dir", required_argument, NULL, 'd'},
         {"json", required_argument, NULL, 'j'},
+        {"gemm", no_argument, NULL, 'G'},
+        {"train", no_argument, NULL, 'T'},
+        {"no-plugins", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct cli_list plugins = {0}, dirs = {0}, want_sizes = {0};
+    bool do_gemm = false, do_train = false, do_plugins = true;
     const char *device = "auto", *json_path = NULL;
     int reps = 5, c, rc = CLI_FAIL;
     kdcl_registry *reg = NULL;
@@ -398,8 +620,12 @@ int cli_bench(int argc, char **argv)
     cJSON *doc = NULL, *arr;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "D:p:z:r:d:j:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "D:p:z:r:d:j:GTNh", opts, NULL))
+           != -1) {
         switch (c) {
+        case 'G': do_gemm = true; break;
+        case 'T': do_train = true; break;
+        case 'N': do_plugins = false; break;
         case 'D': device = optarg; break;
         case 'p': cli_list_add(&plugins, optarg); break;
         case 'z': cli_list_add(&want_sizes, optarg); break;
@@ -454,15 +680,17 @@ int cli_bench(int argc, char **argv)
     }
     printf("copy bandwidth: %.2f GB/s (stream kernel, best of 10)\n\n",
            copy_gbps);
-    printf("%-14s %-12s %10s %9s %7s %9s  %s\n", "plugin", "size",
-           "median ms", "GB/s", "of copy", "GFLOP/s", "inputs");
-    fflush(stdout);
     doc = cJSON_CreateObject();
     cJSON_AddItemToObject(doc, "device",
                           cli_device_json(kdcl_context_device(ctx)));
     cJSON_AddNumberToObject(doc, "copy_gbps", copy_gbps);
     arr = cJSON_AddArrayToObject(doc, "results");
-    for (size_t i = 0; i < kdcl_registry_count(reg); i++) {
+    if (do_plugins) {
+        printf("%-14s %-12s %10s %9s %7s %9s  %s\n", "plugin", "size",
+               "median ms", "GB/s", "of copy", "GFLOP/s", "inputs");
+        fflush(stdout);
+    }
+    for (size_t i = 0; do_plugins && i < kdcl_registry_count(reg); i++) {
         const struct kdcl_plugin *p = kdcl_registry_get(reg, i, NULL);
         if (!listed(&plugins, p->name))
             continue;
@@ -499,6 +727,10 @@ int cli_bench(int argc, char **argv)
             fflush(stdout);
         }
     }
+    if (do_gemm)
+        gemm_section(ctx, reps, doc);
+    if (do_train)
+        train_section(ctx, reps, doc);
     rc = CLI_OK;
     if (json_path) {
         rc = cli_json_write(doc, json_path);
