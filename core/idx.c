@@ -6,7 +6,8 @@
  * i16, 0x0C i32, 0x0D f32, 0x0E f64), byte 3 the number of dimensions;
  * then one big-endian u32 per dimension and the elements, big-endian, in C
  * order.  Nothing may follow the elements (torchvision's reader refuses
- * that too).
+ * that too), though zlib skips anything after the end of a gzip stream,
+ * as gzip -d does.
  *
  * All reads go through zlib's gzread, which inflates a gzip file and
  * passes any other file through unchanged, so "x-idx3-ubyte" and
@@ -73,37 +74,40 @@ static void idx_err(char *err, size_t errlen, const char *name,
 
 /*
  * Turns zlib's error state after a failed or short gzread into a status
- * and message.  `what` says what was being read.  Returns KDCL_OK when
- * zlib saw nothing wrong (a plain end of file).
+ * and message.  Returns KDCL_OK when zlib saw nothing wrong (a plain end
+ * of file).  zlib inflates ahead of what is asked for, so where in the
+ * file a corrupt stream was met says little; the messages do not guess.
  */
 static int idx_gz_status(gzFile f, int saved_errno, const char *name,
-                         const char *what, char *err, size_t errlen)
+                         char *err, size_t errlen)
 {
     int zerr = Z_OK;
     const char *msg = gzerror(f, &zerr);
+    size_t nlen = strlen(name);
 
+    /* zlib's message is "<path>: <what>"; ours names the path already. */
+    if (msg != NULL && strncmp(msg, name, nlen) == 0 && msg[nlen] == ':'
+        && msg[nlen + 1] == ' ')
+        msg += nlen + 2;
     switch (zerr) {
     case Z_OK:
     case Z_STREAM_END:
         return KDCL_OK;
     case Z_ERRNO:
-        idx_err(err, errlen, name, "read error (reading the %s): %s", what,
-                strerror(saved_errno));
+        idx_err(err, errlen, name, "read error: %s", strerror(saved_errno));
         return KDCL_EIO;
     case Z_MEM_ERROR:
-        idx_err(err, errlen, name, "out of memory decompressing the %s",
-                what);
+        idx_err(err, errlen, name, "out of memory decompressing");
         return KDCL_ENOMEM;
     case Z_BUF_ERROR:
         /* zlib's word for a gzip stream cut short. */
         idx_err(err, errlen, name,
-                "corrupt gzip stream (reading the %s): %s (the file is "
-                "truncated)",
-                what, msg != NULL ? msg : "unexpected end of file");
+                "corrupt gzip stream: %s (the file is truncated)",
+                msg != NULL ? msg : "unexpected end of file");
         return KDCL_EFORMAT;
     default:
-        idx_err(err, errlen, name, "corrupt gzip stream (reading the %s): %s",
-                what, msg != NULL ? msg : "data error");
+        idx_err(err, errlen, name, "corrupt gzip stream: %s",
+                msg != NULL ? msg : "data error");
         return KDCL_EFORMAT;
     }
 }
@@ -114,8 +118,7 @@ static int idx_gz_status(gzFile f, int saved_errno, const char *name,
  * early end is not, the caller reports it with the counts.
  */
 static int idx_take(gzFile f, void *buf, size_t n, size_t *got,
-                    const char *name, const char *what, char *err,
-                    size_t errlen)
+                    const char *name, char *err, size_t errlen)
 {
     unsigned char *p = buf;
     size_t want;
@@ -127,7 +130,7 @@ static int idx_take(gzFile f, void *buf, size_t n, size_t *got,
         errno = 0;
         r = gzread(f, p + *got, (unsigned)want);
         if (r < 0)
-            return idx_gz_status(f, errno, name, what, err, errlen);
+            return idx_gz_status(f, errno, name, err, errlen);
         if (r == 0)
             break;
         *got += (size_t)r;
@@ -155,9 +158,7 @@ static int idx_expect_end(gzFile f, const char *name, char *err,
             break;
         extra += (uintmax_t)r;
     }
-    rc = idx_gz_status(f, errno, name, extra > 0 ? "trailing bytes"
-                                                 : "end of the data",
-                       err, errlen);
+    rc = idx_gz_status(f, errno, name, err, errlen);
     if (rc != KDCL_OK)
         return rc;
     if (extra > 0) {
@@ -232,7 +233,7 @@ static int idx_read_header(gzFile f, const char *name, struct kdcl__array *a,
     size_t got;
     int rc;
 
-    rc = idx_take(f, magic, sizeof magic, &got, name, "header", err, errlen);
+    rc = idx_take(f, magic, sizeof magic, &got, name, err, errlen);
     if (rc != KDCL_OK)
         return rc;
     if (got < sizeof magic) {
@@ -269,8 +270,7 @@ static int idx_read_header(gzFile f, const char *name, struct kdcl__array *a,
                 (unsigned)ndim, KDCL_MAX_DIMS);
         return KDCL_EFORMAT;
     }
-    rc = idx_take(f, dims, 4 * (size_t)ndim, &got, name, "header", err,
-                  errlen);
+    rc = idx_take(f, dims, 4 * (size_t)ndim, &got, name, err, errlen);
     if (rc != KDCL_OK)
         return rc;
     if (got < 4 * (size_t)ndim) {
@@ -384,8 +384,7 @@ int kdcl__idx_read(const char *path, struct kdcl__array *out, char *err,
         goto cleanup;
     }
     for (;;) {
-        rc = idx_take(f, buf + have, cap - have, &got, path, "data", err,
-                      errlen);
+        rc = idx_take(f, buf + have, cap - have, &got, path, err, errlen);
         if (rc != KDCL_OK)
             goto cleanup;
         have += got;

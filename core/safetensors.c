@@ -97,30 +97,31 @@ static int st_host_is_little_endian(void)
 struct st_dtype {
     const char *name;
     unsigned bits;
-    int dtype; /* enum kdcl_dtype, or -1 */
+    int dtype;        /* enum kdcl_dtype, or -1 */
+    const char *hint; /* for the others: what to convert to */
 };
 
 static const struct st_dtype st_dtypes[] = {
-    {"F32", 32, KDCL_DTYPE_F32},
-    {"F64", 64, KDCL_DTYPE_F64},
-    {"I32", 32, KDCL_DTYPE_I32},
-    {"I64", 64, KDCL_DTYPE_I64},
-    {"U8", 8, KDCL_DTYPE_U8},
-    {"BOOL", 8, -1},
-    {"I8", 8, -1},
-    {"I16", 16, -1},
-    {"U16", 16, -1},
-    {"U32", 32, -1},
-    {"U64", 64, -1},
-    {"F16", 16, -1},
-    {"BF16", 16, -1},
-    {"F8_E4M3", 8, -1},
-    {"F8_E5M2", 8, -1},
-    {"F8_E8M0", 8, -1},
-    {"F6_E2M3", 6, -1},
-    {"F6_E3M2", 6, -1},
-    {"F4", 4, -1},
-    {"C64", 64, -1},
+    {"F32", 32, KDCL_DTYPE_F32, NULL},
+    {"F64", 64, KDCL_DTYPE_F64, NULL},
+    {"I32", 32, KDCL_DTYPE_I32, NULL},
+    {"I64", 64, KDCL_DTYPE_I64, NULL},
+    {"U8", 8, KDCL_DTYPE_U8, NULL},
+    {"BOOL", 8, -1, "U8"},
+    {"I8", 8, -1, "I32"},
+    {"I16", 16, -1, "I32"},
+    {"U16", 16, -1, "I32"},
+    {"U32", 32, -1, "I64"},
+    {"U64", 64, -1, "I64 (if the values fit)"},
+    {"F16", 16, -1, "F32"},
+    {"BF16", 16, -1, "F32"},
+    {"F8_E4M3", 8, -1, "F32"},
+    {"F8_E5M2", 8, -1, "F32"},
+    {"F8_E8M0", 8, -1, "F32"},
+    {"F6_E2M3", 6, -1, "F32"},
+    {"F6_E3M2", 6, -1, "F32"},
+    {"F4", 4, -1, "F32"},
+    {"C64", 64, -1, "two F32 tensors (real and imaginary parts)"},
 };
 
 #define ST_N_DTYPES (sizeof st_dtypes / sizeof st_dtypes[0])
@@ -141,16 +142,6 @@ static const struct st_dtype *st_dtype_by_kdcl(int dtype)
             return &st_dtypes[i];
     }
     return NULL;
-}
-
-/* What a dtype kdcl lacks should be converted to, for the message. */
-static const char *st_convert_hint(const char *name)
-{
-    if (name[0] == 'F' || name[0] == 'B' || name[0] == 'C')
-        return name[0] == 'C' ? "F32 pairs" : "F32";
-    if (strcmp(name, "U64") == 0 || strcmp(name, "U32") == 0)
-        return "I64";
-    return "I32 or I64";
 }
 
 /*
@@ -730,7 +721,7 @@ int kdcl__st_read(const char *path, struct kdcl__st_file *out, char *err,
         st_err(err, errlen, path, "tensor '%s': dtype %s is not supported "
                "(kdcl reads F32, F64, I32, I64 and U8); convert it to %s "
                "first", unsupported->name, unsupported->type->name,
-               st_convert_hint(unsupported->type->name));
+               unsupported->type->hint);
         rc = KDCL_EDTYPE;
         goto cleanup;
     }
