@@ -334,7 +334,7 @@ int kdcl_context_init(kdcl_context **out)
         return KDCL_ENOMEM;
     ctx->log_level = KDCL_LOG_WARN;
     {
-        const char *q = getenv("KDCL_DEBUG_QUARANTINE");
+        const char *q = getenv("KDCL_CHECKER");
         ctx->quarantine = q && strcmp(q, "0") != 0;
     }
     kdcl__host_init(ctx);

@@ -68,9 +68,11 @@ struct kdcl_context {
 
     /* Tensors. */
     uint64_t bytes_in_use, bytes_peak;
-    /* KDCL_DEBUG_QUARANTINE=1: freed buffers are kept until the context
-       is freed, so that no device address is ever reused (checkers such
-       as Oclgrind 21.10 misreport values in reused allocations). */
+    /* KDCL_CHECKER=1, for runs under a checking implementation such as
+       Oclgrind 21.10, which misreports values in reused allocations and
+       in buffers set by clEnqueueFillBuffer as uninitialised: freed
+       buffers are kept until the context is freed, and fills are
+       blocking writes. */
     bool quarantine;
     cl_mem *quarantined;
     size_t n_quarantined, cap_quarantined;

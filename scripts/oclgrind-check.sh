@@ -11,7 +11,7 @@ log=build/oclgrind.log
 # themselves (KDCL_TEST_CHECKING); every build is fresh; no device
 # allocation is reused (Oclgrind 21.10 misreports reused allocations as
 # uninitialised, see docs/testing.md).
-export KDCL_TEST_SMALL=1 KDCL_TEST_CHECKING=1 KDCL_CACHE=0 KDCL_DEBUG_QUARANTINE=1
+export KDCL_TEST_SMALL=1 KDCL_TEST_CHECKING=1 KDCL_CACHE=0 KDCL_CHECKER=1
 fail=0
 for t in build/tests/test-launch build/tests/test-tensor \
          build/tests/test-plugin-*; do

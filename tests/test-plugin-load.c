@@ -99,13 +99,13 @@ Test(plugin_load, first_of_duplicate_names_wins)
     kdcl_registry *reg = fresh();
     const char *why, *path;
     cr_assert_eq(kdcl_registry_load_file(reg, KDCL_TEST_PLUGIN_DIR
-                                         "/hinton.so"),
+                                         "/kdcl-hinton.so"),
                  KDCL_OK);
     cr_assert_eq(kdcl_registry_load_file(reg, FIX("fixture_dup_hinton")),
                  KDCL_EEXIST);
     cr_assert_eq(kdcl_registry_count(reg), 1u);
     kdcl_registry_get(reg, 0, &path);
-    cr_assert(strstr(path, "plugins/hinton.so"));
+    cr_assert(strstr(path, "plugins/kdcl-hinton.so"));
     kdcl_registry_rejected(reg, 0, &why);
     cr_assert(strstr(why, "duplicate plugin name 'hinton'"), "%s", why);
     kdcl_registry_free(reg);
