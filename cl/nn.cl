@@ -52,6 +52,18 @@ __kernel void nn_relu_bwd(__global const float *y, __global const float *gy,
         gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
 }
 
+/* c[off + r*ld + j] = beta * c[...] for r < m, j < n (0 when beta is 0):
+   an empty GEMM (k = 0). */
+__kernel void nn_scale_block(__global float *c, const long off, const int m,
+                             const int n, const int ld, const float beta)
+{
+    const int i = get_global_id(0);
+    if (i >= m * n)
+        return;
+    __global float *p = c + off + (size_t)(i / n) * ld + i % n;
+    *p = beta == 0.0f ? 0.0f : beta * *p;
+}
+
 /* y += x (tap gradients joining the backward flow). */
 __kernel void nn_add(__global float *y, __global const float *x, const int n)
 {

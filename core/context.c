@@ -5,6 +5,8 @@
  */
 #include "internal.h"
 
+#include <clblast_c.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +353,12 @@ void kdcl_context_free(kdcl_context *ctx)
     if (ctx->nn_free)
         ctx->nn_free(ctx->nn);
     kdcl__programs_free(ctx);
+    /* CLBlast caches programs per OpenCL context for the whole process and
+       would keep this one alive (and release it from static destructors
+       at exit, after the driver may be gone).  Clearing drops every
+       context's entries: other live contexts only recompile. */
+    if (ctx->used_clblast)
+        CLBlastClearCache();
     for (size_t i = 0; i < ctx->n_quarantined; i++)
         clReleaseMemObject(ctx->quarantined[i]);
     free(ctx->quarantined);

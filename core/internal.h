@@ -83,6 +83,10 @@ struct kdcl_context {
     size_t n_prof, cap_prof;
     struct kdcl_profile_record *prof_out;
 
+    /* CLBlast was called: its process-wide program cache holds this
+       OpenCL context until cleared (kdcl_context_free clears it). */
+    bool used_clblast;
+
     /* The training engine's kernels (core/nn.c), built on first use. */
     void *nn;
     void (*nn_free)(void *nn);

@@ -21,7 +21,7 @@ static const char *const kernel_names[KDCL__NN_COUNT] = {
     "nn_gap_fwd", "nn_gap_bwd", "nn_dropout_fwd", "nn_mul", "nn_bn_stats",
     "nn_bn_eval_stats", "nn_bn_apply", "nn_bn_bwd_reduce", "nn_bn_bwd_apply",
     "nn_gather_rows", "nn_argmax_correct", "nn_sgd", "nn_adam",
-    "kdcl_ce_rows",
+    "kdcl_ce_rows", "nn_scale_block",
 };
 
 struct kdcl__nn_kernels {

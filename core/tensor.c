@@ -3,6 +3,7 @@
  * them), copies and fills, and GEMM through CLBlast.
  */
 #include "internal.h"
+#include "nn.h"
 
 #include <clblast_c.h>
 #include <stdlib.h>
@@ -432,11 +433,20 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
     if (status)
         return status;
     if (k == 0) {
-        /* CLBlast rejects k = 0; C = beta * C is then the whole product. */
-        if (beta == 0.0f && c_stride == m * ldc && ldc == n && c_off == 0
-            && batch * m * n == (size_t)c->numel)
-            return kdcl_tensor_fill(c, 0.0);
-        return kdcl__error(ctx, KDCL_EINVAL, "gemm with k = 0");
+        /* An empty product: C = beta * C (0 where beta is 0, whatever C
+           held), which CLBlast would refuse. */
+        for (size_t i = 0; i < batch; i++) {
+            struct kdcl_arg args[] = {
+                KDCL_A_TENSOR(c), KDCL_A_I64((int64_t)(eo_c + c_off
+                                                       + i * c_stride)),
+                KDCL_A_I32((int32_t)m), KDCL_A_I32((int32_t)n),
+                KDCL_A_I32((int32_t)ldc), KDCL_A_F32(beta)};
+            status = kdcl__nn_launch(ctx, KDCL__NN_SCALE_BLOCK, m * n, 6,
+                                     args);
+            if (status)
+                return status;
+        }
+        return KDCL_OK;
     }
 #ifdef KDCL_HAVE_CBLAS
     if (host_gemm_wanted(ctx))
@@ -444,6 +454,7 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                          a_stride, b, b_off, ldb, b_stride, beta, c, c_off,
                          ldc, c_stride, batch);
 #endif
+    ctx->used_clblast = true;
     if (batch == 1)
         s = CLBlastSgemm(CLBlastLayoutRowMajor,
                          trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,

@@ -17,12 +17,23 @@
 static kdcl_context *g_ctx;
 static kdcl_registry *g_reg;
 
+/* Free the shared context at exit: CLBlast's cache must be cleared
+   before the driver goes (see kdcl_context_free). */
+static void free_ctx(void)
+{
+    kdcl_registry_free(g_reg);
+    g_reg = NULL;
+    kdcl_context_free(g_ctx);
+    g_ctx = NULL;
+}
+
 kdcl_context *th_ctx(void)
 {
     const char *spec = getenv("KDCL_TEST_DEVICE");
     int status;
     if (g_ctx)
         return g_ctx;
+    atexit(free_ctx);
     status = kdcl_context_init(&g_ctx);
     if (!status)
         status = kdcl_context_open(g_ctx, spec && *spec ? spec : "auto");
