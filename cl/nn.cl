@@ -73,169 +73,161 @@ __kernel void nn_add(__global float *y, __global const float *x, const int n)
 }
 
 /*
- * im2col for the whole batch: col[(b*OH*OW + oh*OW + ow), (c*K*K + kh*K +
- * kw)] = x[b, c, oh*S - P + kh, ow*S - P + kw] (0 outside).  One item per
- * col row (an output pixel of one image), writing its C*K*K values
- * contiguously; 32-bit index arithmetic (64-bit division is slow on CPUs).
+ * Convolution as one GEMM per image, y_b [OC, P] = W [OC, C*K*K] x col_b
+ * [C*K*K, P] (P = OH*OW), so that outputs come out in NCHW with no
+ * transpose.  im2col: col[b, q, oh*OW + ow] with q = (c*K + kh)*K + kw
+ * holds x[b, c, oh*S - P + kh, ow*S - P + kw] (0 outside).  2-D range
+ * (C*K*K, B): each item fills one contiguous row of P values (the index
+ * arithmetic is done once per row, not per element).
  */
 __kernel void nn_im2col(__global const float *x, __global float *col,
                         const int B, const int C, const int H, const int W,
                         const int K, const int S, const int P, const int OH,
                         const int OW)
 {
-    const int row = get_global_id(0);
-    if (row >= B * OH * OW)
-        return;
-    const int ow = row % OW, oh = (row / OW) % OH, b = row / (OW * OH);
+    const int q = get_global_id(0), b = get_global_id(1);
     const int ckk = C * K * K;
-    __global float *out = col + (size_t)row * ckk;
-    __global const float *xb = x + (size_t)b * C * H * W;
-    const int h0 = oh * S - P, w0 = ow * S - P;
-    int q = 0;
-    for (int c = 0; c < C; c++) {
-        __global const float *xc = xb + c * H * W;
-        for (int kh = 0; kh < K; kh++) {
-            const int ih = h0 + kh;
-            const bool row_in = ih >= 0 && ih < H;
-            for (int kw = 0; kw < K; kw++, q++) {
-                const int iw = w0 + kw;
-                out[q] = (row_in && iw >= 0 && iw < W) ? xc[ih * W + iw]
-                                                       : 0.0f;
-            }
+    if (q >= ckk || b >= B)
+        return;
+    const int kw = q % K, kh = (q / K) % K, c = q / (K * K);
+    __global const float *xc = x + ((size_t)b * C + c) * H * W;
+    __global float *out = col + ((size_t)b * ckk + q) * OH * OW;
+    for (int oh = 0; oh < OH; oh++) {
+        const int ih = oh * S - P + kh;
+        __global float *o = out + oh * OW;
+        if (ih < 0 || ih >= H) {
+            for (int ow = 0; ow < OW; ow++)
+                o[ow] = 0.0f;
+            continue;
+        }
+        __global const float *xr = xc + ih * W;
+        for (int ow = 0; ow < OW; ow++) {
+            const int iw = ow * S - P + kw;
+            o[ow] = (iw >= 0 && iw < W) ? xr[iw] : 0.0f;
         }
     }
 }
 
 /*
  * col2im as a gather: gx[b, c, ih, iw] = sum over the kernel positions that
- * read this pixel of dcol[(b*OH*OW + oh*OW + ow), (c*K*K + kh*K + kw)].
- * One item per input element.
+ * read this pixel of dcol[b, (c*K + kh)*K + kw, oh*OW + ow].  2-D range
+ * (C, B): each item fills one input plane, kernel positions outermost, so
+ * the sums run in the same fixed order for every pixel.
  */
 __kernel void nn_col2im(__global const float *dcol, __global float *gx,
                         const int B, const int C, const int H, const int W,
                         const int K, const int S, const int P, const int OH,
                         const int OW)
 {
-    const int i = get_global_id(0);
-    if (i >= B * C * H * W)
+    const int c = get_global_id(0), b = get_global_id(1);
+    if (c >= C || b >= B)
         return;
-    const int iw = i % W, ih = (i / W) % H, c = (i / (W * H)) % C;
-    const int b = i / (W * H * C);
-    const int ckk = C * K * K;
-    float s = 0.0f;
-    for (int kh = 0; kh < K; kh++) {
-        const int th = ih + P - kh;
-        if (th < 0 || th % S)
-            continue;
-        const int oh = th / S;
-        if (oh >= OH)
-            continue;
+    __global const float *d = dcol + ((size_t)b * C + c) * K * K * OH * OW;
+    __global float *g = gx + ((size_t)b * C + c) * H * W;
+    for (int i = 0; i < H * W; i++)
+        g[i] = 0.0f;
+    for (int kh = 0; kh < K; kh++)
         for (int kw = 0; kw < K; kw++) {
-            const int tw = iw + P - kw;
-            if (tw < 0 || tw % S)
-                continue;
-            const int ow = tw / S;
-            if (ow >= OW)
-                continue;
-            const int row = (b * OH + oh) * OW + ow;
-            s += dcol[(size_t)row * ckk + (c * K + kh) * K + kw];
+            __global const float *dq = d + (kh * K + kw) * OH * OW;
+            for (int oh = 0; oh < OH; oh++) {
+                const int ih = oh * S - P + kh;
+                if (ih < 0 || ih >= H)
+                    continue;
+                for (int ow = 0; ow < OW; ow++) {
+                    const int iw = ow * S - P + kw;
+                    if (iw >= 0 && iw < W)
+                        g[ih * W + iw] += dq[oh * OW + ow];
+                }
+            }
         }
+}
+
+/* y[b, oc, p] += bias[oc]; one item per (b, oc) plane. */
+__kernel void nn_bias_add_nchw(__global float *y, __global const float *bias,
+                               const int OC, const int P, const int BOC)
+{
+    const int boc = get_global_id(0);
+    if (boc >= BOC)
+        return;
+    const float v = bias[boc % OC];
+    __global float *p = y + (size_t)boc * P;
+    for (int i = 0; i < P; i++)
+        p[i] += v;
+}
+
+/* gb[oc] = sum over b, p of gy[b, oc, p]; one item per channel, in
+   order. */
+__kernel void nn_bias_grad_nchw(__global const float *gy, __global float *gb,
+                                const int B, const int OC, const int P)
+{
+    const int oc = get_global_id(0);
+    if (oc >= OC)
+        return;
+    float s = 0.0f;
+    for (int b = 0; b < B; b++) {
+        __global const float *g = gy + ((size_t)b * OC + oc) * P;
+        for (int p = 0; p < P; p++)
+            s += g[p];
     }
-    gx[i] = s;
+    gb[oc] = s;
 }
 
-/* y[b, oc, p] = ycol[(b*P + p), oc] + bias[oc]  (P = OH*OW). */
-__kernel void nn_col_to_nchw(__global const float *ycol,
-                             __global const float *bias, __global float *y,
-                             const int B, const int OC, const int P)
-{
-    const int i = get_global_id(0);
-    if (i >= B * OC * P)
-        return;
-    const int p = i % P, oc = (i / P) % OC, b = i / (P * OC);
-    y[i] = ycol[(b * P + p) * OC + oc] + bias[oc];
-}
-
-/* gcol[(b*P + p), oc] = gy[b, oc, p]. */
-__kernel void nn_nchw_to_col(__global const float *gy, __global float *gcol,
-                             const int B, const int OC, const int P)
-{
-    const int i = get_global_id(0);
-    if (i >= B * OC * P)
-        return;
-    const int oc = i % OC, p = (i / OC) % P, b = i / (OC * P);
-    gcol[i] = gy[(b * OC + oc) * P + p];
-}
-
-/* Max pooling; idx keeps the flat input offset (within the plane) of the
-   maximum, the first one on ties. */
+/* Max pooling, one item per (b, c) plane; idx keeps the offset (within
+   the plane) of each window's maximum, the first one on ties. */
 __kernel void nn_maxpool_fwd(__global const float *x, __global float *y,
                              __global int *idx, const int BC, const int H,
                              const int W, const int K, const int S,
                              const int P, const int OH, const int OW)
 {
-    const int i = get_global_id(0);
-    if (i >= BC * OH * OW)
+    const int plane = get_global_id(0);
+    if (plane >= BC)
         return;
-    const int ow = i % OW, oh = (i / OW) % OH;
-    const int plane = i / (OW * OH);
-    __global const float *xp = x + plane * H * W;
-    float m = -INFINITY;
-    int at = -1;
-    for (int kh = 0; kh < K; kh++) {
-        const int ih = oh * S - P + kh;
-        if (ih < 0 || ih >= H)
-            continue;
-        for (int kw = 0; kw < K; kw++) {
-            const int iw = ow * S - P + kw;
-            if (iw < 0 || iw >= W)
-                continue;
-            const float v = xp[ih * W + iw];
-            if (at < 0 || v > m) {
-                m = v;
-                at = ih * W + iw;
+    __global const float *xp = x + (size_t)plane * H * W;
+    __global float *yp = y + (size_t)plane * OH * OW;
+    __global int *ip = idx + (size_t)plane * OH * OW;
+    for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+            float m = -INFINITY;
+            int at = -1;
+            for (int kh = 0; kh < K; kh++) {
+                const int ih = oh * S - P + kh;
+                if (ih < 0 || ih >= H)
+                    continue;
+                for (int kw = 0; kw < K; kw++) {
+                    const int iw = ow * S - P + kw;
+                    if (iw < 0 || iw >= W)
+                        continue;
+                    const float v = xp[ih * W + iw];
+                    if (at < 0 || v > m) {
+                        m = v;
+                        at = ih * W + iw;
+                    }
+                }
             }
+            yp[oh * OW + ow] = m;
+            ip[oh * OW + ow] = at;
         }
-    }
-    y[i] = m;
-    idx[i] = at;
 }
 
-/* Gather: each input pixel sums gy over the windows whose maximum it was. */
+/* Backward, one item per plane: zero the plane, then add each window's
+   gradient at its maximum, windows in order (deterministic, and correct
+   for overlapping windows). */
 __kernel void nn_maxpool_bwd(__global const float *gy,
                              __global const int *idx, __global float *gx,
                              const int BC, const int H, const int W,
                              const int K, const int S, const int P,
                              const int OH, const int OW)
 {
-    const int i = get_global_id(0);
-    if (i >= BC * H * W)
+    const int plane = get_global_id(0);
+    if (plane >= BC)
         return;
-    const int iw = i % W, ih = (i / W) % H;
-    const int plane = i / (W * H);
-    const int self = ih * W + iw;
-    float s = 0.0f;
-    if (K == S && P == 0) {
-        /* Non-overlapping windows (the usual 2x2/2): one window. */
-        const int oh = ih / K, ow = iw / K;
-        const int o = (plane * OH + oh) * OW + ow;
-        gx[i] = (oh < OH && ow < OW && idx[o] == self) ? gy[o] : 0.0f;
-        return;
-    }
-    for (int kh = 0; kh < K; kh++) {
-        const int th = ih + P - kh;
-        if (th < 0 || th % S || th / S >= OH)
-            continue;
-        for (int kw = 0; kw < K; kw++) {
-            const int tw = iw + P - kw;
-            if (tw < 0 || tw % S || tw / S >= OW)
-                continue;
-            const size_t o = (plane * OH + th / S) * OW + tw / S;
-            if (idx[o] == self)
-                s += gy[o];
-        }
-    }
-    gx[i] = s;
+    __global float *gp = gx + (size_t)plane * H * W;
+    __global const float *g = gy + (size_t)plane * OH * OW;
+    __global const int *ip = idx + (size_t)plane * OH * OW;
+    for (int i = 0; i < H * W; i++)
+        gp[i] = 0.0f;
+    for (int o = 0; o < OH * OW; o++)
+        gp[ip[o]] += g[o];
 }
 
 /* Average pooling without padding (count = K*K). */

@@ -16,7 +16,7 @@
 
 static const char *const kernel_names[KDCL__NN_COUNT] = {
     "nn_bias_add", "nn_col_sum", "nn_relu_fwd", "nn_relu_bwd", "nn_add",
-    "nn_im2col", "nn_col2im", "nn_col_to_nchw", "nn_nchw_to_col",
+    "nn_im2col", "nn_col2im", "nn_bias_add_nchw", "nn_bias_grad_nchw",
     "nn_maxpool_fwd", "nn_maxpool_bwd", "nn_avgpool_fwd", "nn_avgpool_bwd",
     "nn_gap_fwd", "nn_gap_bwd", "nn_dropout_fwd", "nn_mul", "nn_bn_stats",
     "nn_bn_eval_stats", "nn_bn_apply", "nn_bn_bwd_reduce", "nn_bn_bwd_apply",
@@ -85,6 +85,22 @@ int kdcl__nn_launch(kdcl_context *ctx, int k, size_t n, uint32_t n_args,
     kdcl__nn_launch((ctx), (k), (n),                                                    \
          sizeof((struct kdcl_arg[]){__VA_ARGS__}) / sizeof(struct kdcl_arg), \
          (struct kdcl_arg[]){__VA_ARGS__})
+
+int kdcl__nn_launch3(kdcl_context *ctx, int k, uint32_t dims,
+                     const size_t *global, uint32_t n_args,
+                     const struct kdcl_arg *args)
+{
+    struct kdcl__nn_kernels *nk;
+    size_t local[3] = {16, 1, 1};
+    int status = kdcl__nn_kernels(ctx, &nk);
+    if (status)
+        return status;
+    /* A short first dimension gets the next power of two, not 16. */
+    while (local[0] > 1 && local[0] / 2 >= global[0])
+        local[0] /= 2;
+    return kdcl_kernel_launch(ctx, nk->k[k], dims, global, local, n_args,
+                              args);
+}
 
 int kdcl__nn_launch_groups(kdcl_context *ctx, int k, size_t groups, size_t wg,
                       uint32_t n_args, const struct kdcl_arg *args)
@@ -423,12 +439,9 @@ static int layer_buffers(kdcl_context *ctx, struct kdcl__layer *l, int64_t B,
         return status;
     switch (l->spec.kind) {
     case KDCL__L_CONV2D: {
-        int64_t rows = B * l->oh * l->ow;
-        int64_t cs[2] = {rows, l->ic * l->spec.kernel * l->spec.kernel};
-        int64_t ys[2] = {rows, l->oc};
-        status = new_f32(ctx, 2, cs, &l->aux);
-        if (!status)
-            status = new_f32(ctx, 2, ys, &l->aux2);
+        int64_t cs[3] = {B, l->ic * l->spec.kernel * l->spec.kernel,
+                         l->oh * l->ow};
+        status = new_f32(ctx, 3, cs, &l->aux);
         break;
     }
     case KDCL__L_MAXPOOL: {
@@ -485,24 +498,29 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
         return status;
     case KDCL__L_CONV2D: {
         int64_t P = l->oh * l->ow, ckk = l->ic * s->kernel * s->kernel;
-        size_t ncol = (size_t)(B * P * ckk);
-        status = RUN(ctx, KDCL__NN_IM2COL, ncol, T(x), T(l->aux), I(B), I(l->ic),
-                     I(l->ih), I(l->iw), I(s->kernel), I(s->stride),
-                     I(s->padding), I(l->oh), I(l->ow));
+        size_t g[2] = {(size_t)ckk, (size_t)B};
+        struct kdcl_arg a[] = {T(x), T(l->aux), I(B), I(l->ic), I(l->ih),
+                               I(l->iw), I(s->kernel), I(s->stride),
+                               I(s->padding), I(l->oh), I(l->ow)};
+        struct kdcl_arg ab[] = {T(l->out), T(l->b), I(l->oc), I(P),
+                                I(B * l->oc)};
+        status = kdcl__nn_launch3(ctx, KDCL__NN_IM2COL, 2, g, 11, a);
+        /* y_b [OC, P] = W [OC, CKK] col_b [CKK, P], for every image. */
         if (!status)
-            status = kdcl_gemm(ctx, 0, 1, (size_t)(B * P), (size_t)l->oc,
-                               (size_t)ckk, 1.0f, l->aux, 0, (size_t)ckk,
-                               l->w, 0, (size_t)ckk, 0.0f, l->aux2, 0,
-                               (size_t)l->oc);
+            status = kdcl_gemm_batched(
+                ctx, 0, 0, (size_t)l->oc, (size_t)P, (size_t)ckk, 1.0f, l->w,
+                0, (size_t)ckk, 0, l->aux, 0, (size_t)P, (size_t)(ckk * P),
+                0.0f, l->out, 0, (size_t)P, (size_t)(l->oc * P), (size_t)B);
         if (!status)
-            status = RUN(ctx, KDCL__NN_COL_TO_NCHW, nout, T(l->aux2), T(l->b),
-                         T(l->out), I(B), I(l->oc), I(P));
+            status = kdcl__nn_launch(ctx, KDCL__NN_BIAS_ADD_NCHW,
+                                     (size_t)(B * l->oc), 5, ab);
         return status;
     }
     case KDCL__L_RELU:
         return RUN(ctx, KDCL__NN_RELU_FWD, nout, T(x), T(l->out), I(nout));
     case KDCL__L_MAXPOOL:
-        return RUN(ctx, KDCL__NN_MAXPOOL_FWD, nout, T(x), T(l->out), T(l->aux),
+        return RUN(ctx, KDCL__NN_MAXPOOL_FWD, (size_t)(B * l->ic), T(x),
+                   T(l->out), T(l->aux),
                    I(B * l->ic), I(l->ih), I(l->iw), I(s->kernel),
                    I(s->stride), I(s->padding), I(l->oh), I(l->ow));
     case KDCL__L_AVGPOOL:
@@ -575,28 +593,27 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
         return status;
     case KDCL__L_CONV2D: {
         int64_t P = l->oh * l->ow, ckk = l->ic * s->kernel * s->kernel;
-        /* aux2 (the forward's ycol) becomes the output gradient in column
-           layout; aux (col) is reused for dcol after dW is taken. */
-        status = RUN(ctx, KDCL__NN_NCHW_TO_COL, nout, T(gy), T(l->aux2), I(B),
-                     I(l->oc), I(P));
+        /* dW = sum_b gy_b [OC, P] col_b^T [P, CKK]; db = sums of gy. */
+        status = kdcl_gemm_batched(
+            ctx, 0, 1, (size_t)l->oc, (size_t)ckk, (size_t)P, 1.0f, gy, 0,
+            (size_t)P, (size_t)(l->oc * P), l->aux, 0, (size_t)P,
+            (size_t)(ckk * P), 0.0f, l->gw, 0, (size_t)ckk, 0, (size_t)B);
         if (!status)
-            status = kdcl_gemm(ctx, 1, 0, (size_t)l->oc, (size_t)ckk,
-                               (size_t)(B * P), 1.0f, l->aux2, 0,
-                               (size_t)l->oc, l->aux, 0, (size_t)ckk, 0.0f,
-                               l->gw, 0, (size_t)ckk);
-        if (!status)
-            status = RUN(ctx, KDCL__NN_COL_SUM, (size_t)l->oc, T(l->aux2), T(l->gb),
-                         I(B * P), I(l->oc), I(0));
+            status = RUN(ctx, KDCL__NN_BIAS_GRAD_NCHW, (size_t)l->oc, T(gy),
+                         T(l->gb), I(B), I(l->oc), I(P));
         if (!status && need_gin) {
-            status = kdcl_gemm(ctx, 0, 0, (size_t)(B * P), (size_t)ckk,
-                               (size_t)l->oc, 1.0f, l->aux2, 0,
-                               (size_t)l->oc, l->w, 0, (size_t)ckk, 0.0f,
-                               l->aux, 0, (size_t)ckk);
+            size_t g[2] = {(size_t)l->ic, (size_t)B};
+            struct kdcl_arg a[] = {T(l->aux), T(l->gin), I(B), I(l->ic),
+                                   I(l->ih), I(l->iw), I(s->kernel),
+                                   I(s->stride), I(s->padding), I(l->oh),
+                                   I(l->ow)};
+            /* dcol_b [CKK, P] = W^T gy_b, into the col buffer. */
+            status = kdcl_gemm_batched(
+                ctx, 1, 0, (size_t)ckk, (size_t)P, (size_t)l->oc, 1.0f, l->w,
+                0, (size_t)ckk, 0, gy, 0, (size_t)P, (size_t)(l->oc * P),
+                0.0f, l->aux, 0, (size_t)P, (size_t)(ckk * P), (size_t)B);
             if (!status)
-                status = RUN(ctx, KDCL__NN_COL2IM, nin, T(l->aux), T(l->gin), I(B),
-                             I(l->ic), I(l->ih), I(l->iw), I(s->kernel),
-                             I(s->stride), I(s->padding), I(l->oh),
-                             I(l->ow));
+                status = kdcl__nn_launch3(ctx, KDCL__NN_COL2IM, 2, g, 11, a);
         }
         return status;
     }
@@ -604,7 +621,8 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
         return RUN(ctx, KDCL__NN_RELU_BWD, nout, T(l->out), T(gy), T(l->gin),
                    I(nout));
     case KDCL__L_MAXPOOL:
-        return RUN(ctx, KDCL__NN_MAXPOOL_BWD, nin, T(gy), T(l->aux), T(l->gin),
+        return RUN(ctx, KDCL__NN_MAXPOOL_BWD, (size_t)(B * l->ic), T(gy),
+                   T(l->aux), T(l->gin),
                    I(B * l->ic), I(l->ih), I(l->iw), I(s->kernel),
                    I(s->stride), I(s->padding), I(l->oh), I(l->ow));
     case KDCL__L_AVGPOOL:

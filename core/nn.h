@@ -151,7 +151,7 @@ double kdcl__sched_lr(const struct kdcl__sched *s, int64_t epoch);
 /* The kernels of cl/nn.cl (and kdcl_ce_rows), by index. */
 enum kdcl__nn_kernel {
     KDCL__NN_BIAS_ADD, KDCL__NN_COL_SUM, KDCL__NN_RELU_FWD, KDCL__NN_RELU_BWD, KDCL__NN_ADD, KDCL__NN_IM2COL,
-    KDCL__NN_COL2IM, KDCL__NN_COL_TO_NCHW, KDCL__NN_NCHW_TO_COL, KDCL__NN_MAXPOOL_FWD, KDCL__NN_MAXPOOL_BWD,
+    KDCL__NN_COL2IM, KDCL__NN_BIAS_ADD_NCHW, KDCL__NN_BIAS_GRAD_NCHW, KDCL__NN_MAXPOOL_FWD, KDCL__NN_MAXPOOL_BWD,
     KDCL__NN_AVGPOOL_FWD, KDCL__NN_AVGPOOL_BWD, KDCL__NN_GAP_FWD, KDCL__NN_GAP_BWD, KDCL__NN_DROPOUT_FWD,
     KDCL__NN_MUL, KDCL__NN_BN_STATS, KDCL__NN_BN_EVAL_STATS, KDCL__NN_BN_APPLY, KDCL__NN_BN_BWD_REDUCE,
     KDCL__NN_BN_BWD_APPLY, KDCL__NN_GATHER_ROWS, KDCL__NN_ARGMAX_CORRECT, KDCL__NN_SGD, KDCL__NN_ADAM,
@@ -163,6 +163,10 @@ int kdcl__nn_kernels(kdcl_context *ctx, struct kdcl__nn_kernels **out);
 /* Launch kernel `which` over n items (the driver picks the local size). */
 int kdcl__nn_launch(kdcl_context *ctx, int which, size_t n, uint32_t n_args,
                     const struct kdcl_arg *args);
+/* Launch over a dims-dimensional range (local size 16 x 1 x 1). */
+int kdcl__nn_launch3(kdcl_context *ctx, int which, uint32_t dims,
+                     const size_t *global, uint32_t n_args,
+                     const struct kdcl_arg *args);
 /* Launch `groups` work-groups of wg items (the reductions). */
 int kdcl__nn_launch_groups(kdcl_context *ctx, int which, size_t groups,
                            size_t wg, uint32_t n_args,

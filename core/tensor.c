@@ -390,7 +390,8 @@ static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
             cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                         trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
                         (int)k, alpha, p[0] + a_off + i * a_stride, (int)lda,
-                        p[1] + b_off + i * b_stride, (int)ldb, beta,
+                        p[1] + b_off + i * b_stride, (int)ldb,
+                        (c_stride == 0 && i > 0) ? 1.0f : beta,
                         p[2] + c_off + i * c_stride, (int)ldc);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (ctx->profiling)
@@ -455,6 +456,21 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                          ldc, c_stride, batch);
 #endif
     ctx->used_clblast = true;
+    if (c_stride == 0 && batch > 1) {
+        /* One C for the whole batch: the products are summed into it. */
+        for (size_t i = 0; i < batch; i++) {
+            s = CLBlastSgemm(
+                CLBlastLayoutRowMajor,
+                trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k,
+                alpha, a->mem, eo_a + a_off + i * a_stride, lda, b->mem,
+                eo_b + b_off + i * b_stride, ldb, i ? 1.0f : beta, c->mem,
+                eo_c + c_off, ldc, &ctx->queue, NULL);
+            if (s != CLBlastSuccess)
+                return blas_error(ctx, s, "CLBlastSgemm");
+        }
+        return KDCL_OK;
+    }
     if (batch == 1)
         s = CLBlastSgemm(CLBlastLayoutRowMajor,
                          trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,

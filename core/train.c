@@ -632,13 +632,22 @@ static int bind_kd(struct kdcl__fit *f, const kdcl_tensor *slog,
                    const kdcl_tensor *tlog, struct batch *b)
 {
     kdcl_run *r = f->kd;
+    const struct kdcl_plugin *p = kdcl__run_plugin(r);
     int status;
-    if ((status = kdcl_run_set_input(r, "student.logits", slog))
-        || (status = kdcl_run_set_grad(r, "student.logits", b->dlogits))
-        || (status = kdcl_run_set_input(r, "teacher.logits", tlog)))
+    /* Each of these only when the plugin reads it.  Without a gradient of
+       the logits from the plugin (a feature-only loss), the classifier
+       gets none: dlogits is zeroed first. */
+    if ((status = kdcl_tensor_fill(b->dlogits, 0.0)))
         return status;
-    /* Labels only when the plugin reads them. */
-    if (kdcl__input_find(kdcl__run_plugin(r), "labels")
+    if (kdcl__input_find(p, "student.logits")
+        && ((status = kdcl_run_set_input(r, "student.logits", slog))
+            || (status = kdcl_run_set_grad(r, "student.logits",
+                                           b->dlogits))))
+        return status;
+    if (kdcl__input_find(p, "teacher.logits")
+        && (status = kdcl_run_set_input(r, "teacher.logits", tlog)))
+        return status;
+    if (kdcl__input_find(p, "labels")
         && (status = kdcl_run_set_input(r, "labels", b->y)))
         return status;
     for (size_t i = 0; i < kdcl__model_tap_count(f->student); i++) {

@@ -194,7 +194,8 @@ Test(train, distill_with_feature_taps)
                                "teacher: {arch: mlp, hidden: [64], "
                                "epochs: 1}\n"
                                "student: {arch: mlp, hidden: [32]}\n"
-                               "plugin: {name: feature}\n"
+                               "plugin: {name: feature, params: "
+                               "{alpha: 0.5}}\n"
                                "train: {epochs: 1, lr: 0.05}\n");
     snprintf(js, sizeof js, "%s/f.json", th_tmpdir());
     snprintf(args, sizeof args,

@@ -208,7 +208,9 @@ struct kdcl_host {
                 size_t a_off, size_t lda, const kdcl_tensor *b, size_t b_off,
                 size_t ldb, float beta, kdcl_tensor *c, size_t c_off,
                 size_t ldc);
-    /* The same over `batch` matrices spaced by the given element strides. */
+    /* The same over `batch` matrices spaced by the given element strides
+       (a stride of 0 reuses one matrix; c_stride 0 sums every product
+       into one C: C = beta * C + alpha * sum_i op(A_i) op(B_i)). */
     int (*gemm_batched)(kdcl_context *ctx, int trans_a, int trans_b,
                         size_t m, size_t n, size_t k, float alpha,
                         const kdcl_tensor *a, size_t a_off, size_t lda,
