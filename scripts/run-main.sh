@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 ./build/core/kdcl devices
+# 10 epochs for each model (the config's defaults); set KDCL_EPOCHS to
+# shorten a trial run.
 ./build/core/kdcl distill examples/configs/fashion-lenet5.yaml --baseline \
-    --set train.epochs="${KDCL_EPOCHS:-5}" \
-    --set teacher.epochs="${KDCL_TEACHER_EPOCHS:-5}" \
+    --set train.epochs="${KDCL_EPOCHS:-10}" \
+    --set teacher.epochs="${KDCL_EPOCHS:-10}" \
     --json build/main-job.json
