@@ -52,15 +52,17 @@ __kernel void nn_relu_bwd(__global const float *y, __global const float *gy,
         gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
 }
 
-/* c[off + r*ld + j] = beta * c[...] for r < m, j < n (0 when beta is 0):
-   an empty GEMM (k = 0). */
+/* c[off + r*ld + j] = beta * c[...] for r < m, j < n (0 when beta is 0,
+   whatever c held): an empty GEMM (k = 0), or C cleared before a GEMM
+   with beta 0.  2-D range (n, m); no index division (Oclgrind cannot
+   follow the `freeze` LLVM emits for paired i / n, i % n). */
 __kernel void nn_scale_block(__global float *c, const long off, const int m,
                              const int n, const int ld, const float beta)
 {
-    const int i = get_global_id(0);
-    if (i >= m * n)
+    const int j = get_global_id(0), r = get_global_id(1);
+    if (j >= n || r >= m)
         return;
-    __global float *p = c + off + (size_t)(i / n) * ld + i % n;
+    __global float *p = c + off + (size_t)r * ld + j;
     *p = beta == 0.0f ? 0.0f : beta * *p;
 }
 

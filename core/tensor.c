@@ -353,13 +353,17 @@ static int gemm_check(kdcl_context *ctx, const kdcl_tensor *t, size_t off,
  * BLAS is several times faster than CLBlast's OpenCL kernels there
  * (docs/performance.md).  The queue is drained, the buffers are mapped
  * (zero-copy on CPU drivers), cblas_sgemm runs, and the maps are released
- * in queue order.  KDCL_GEMM=clblast turns this off.
+ * in queue order.  KDCL_GEMM=clblast turns this off; KDCL_GEMM=host turns
+ * it on for any device (the checker run uses it: CLBlast's kernels are
+ * not kdcl's to check).
  */
 static bool host_gemm_wanted(const kdcl_context *ctx)
 {
     const char *e = getenv("KDCL_GEMM");
     if (e && !strcmp(e, "clblast"))
         return false;
+    if (e && !strcmp(e, "host"))
+        return true; /* any device whose buffers can be mapped */
     return ctx->devices[ctx->dev_index].type == KDCL_DEVICE_CPU;
 }
 
@@ -408,6 +412,28 @@ static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
 }
 #endif
 
+/* C block = beta * C block (zero when beta is 0), at element offset off
+   of c's whole buffer (views included: the root buffer is passed, so no
+   sub-buffer alignment applies). */
+static int scale_block(kdcl_context *ctx, const kdcl_tensor *c, size_t off,
+                       size_t m, size_t n, size_t ldc, float beta)
+{
+    kdcl_tensor root = *c;
+    size_t g[2] = {n, m};
+    root.offset = 0;
+    root.sub = NULL;
+    root.parent = NULL;
+    {
+        struct kdcl_arg args[] = {KDCL_A_TENSOR(&root),
+                                  KDCL_A_I64((int64_t)off),
+                                  KDCL_A_I32((int32_t)m),
+                                  KDCL_A_I32((int32_t)n),
+                                  KDCL_A_I32((int32_t)ldc),
+                                  KDCL_A_F32(beta)};
+        return kdcl__nn_launch3(ctx, KDCL__NN_SCALE_BLOCK, 2, g, 6, args);
+    }
+}
+
 int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                       size_t n, size_t k, float alpha, const kdcl_tensor *a,
                       size_t a_off, size_t lda, size_t a_stride,
@@ -436,14 +462,9 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
     if (k == 0) {
         /* An empty product: C = beta * C (0 where beta is 0, whatever C
            held), which CLBlast would refuse. */
-        for (size_t i = 0; i < batch; i++) {
-            struct kdcl_arg args[] = {
-                KDCL_A_TENSOR(c), KDCL_A_I64((int64_t)(eo_c + c_off
-                                                       + i * c_stride)),
-                KDCL_A_I32((int32_t)m), KDCL_A_I32((int32_t)n),
-                KDCL_A_I32((int32_t)ldc), KDCL_A_F32(beta)};
-            status = kdcl__nn_launch(ctx, KDCL__NN_SCALE_BLOCK, m * n, 6,
-                                     args);
+        for (size_t i = 0; i < (c_stride == 0 ? 1 : batch); i++) {
+            status = scale_block(ctx, c, eo_c + c_off + i * c_stride, m, n,
+                                 ldc, beta);
             if (status)
                 return status;
         }
@@ -456,6 +477,18 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                          ldc, c_stride, batch);
 #endif
     ctx->used_clblast = true;
+    if (beta == 0.0f) {
+        /* CLBlast reads C even when beta is 0, so NaN or garbage in C
+           (a fresh buffer on a GPU) would leak into the product: zero the
+           blocks first. */
+        size_t nb = c_stride == 0 ? 1 : batch;
+        for (size_t i = 0; i < nb; i++) {
+            status = scale_block(ctx, c, eo_c + c_off + i * c_stride, m, n,
+                                 ldc, 0.0f);
+            if (status)
+                return status;
+        }
+    }
     if (c_stride == 0 && batch > 1) {
         /* One C for the whole batch: the products are summed into it. */
         for (size_t i = 0; i < batch; i++) {
