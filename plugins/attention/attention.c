@@ -105,18 +105,14 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
        work-group as a loop over its items, so there each row is one
        vectorised item. */
     s->vec = dev->type == KDCL_DEVICE_CPU;
-    s->wg = 1;
-    while (s->wg * 2 <= (dev->type == KDCL_DEVICE_CPU ? 64u : 256u)
-           && s->wg * 2 <= dev->max_wg_size)
-        s->wg *= 2;
     if (s->p == 2.0)
-        snprintf(opts, sizeof opts, "-DWG=%zu -DAT_P2=1", s->wg);
+        snprintf(opts, sizeof opts, " -DAT_P2=1");
     else if (s->p <= 8.0 && s->p == (double)(int)s->p)
-        snprintf(opts, sizeof opts, "-DWG=%zu -DAT_PINT=%d", s->wg, (int)s->p);
+        snprintf(opts, sizeof opts, " -DAT_PINT=%d", (int)s->p);
     else
-        snprintf(opts, sizeof opts, "-DWG=%zu", s->wg);
-    status = kdcl_pu_build(h, attention_cl, opts, N_KERNELS, kernel_names,
-                           s->k);
+        opts[0] = '\0';
+    status = kdcl_pu_build_wg(h, attention_cl, opts, N_KERNELS, kernel_names,
+                              s->k, &s->wg);
     if (status) {
         destroy(s);
         return status;
@@ -237,18 +233,8 @@ static int forward(void *p, kdcl_io *io)
                             "%lld",
                             (long long)Bz, s->pairs[0].sname, (long long)B);
     }
-    if (y && !zs)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "missing input student.logits: labels are given and "
-                        "the cross-entropy term needs the student's logits");
-    if (y && (status = kdcl_pu_labels(h, y, B)))
+    if ((status = kdcl_pu_task_labels(h, zs, y, B, s->alpha, s->alpha_set)))
         return status;
-    if (!y && s->alpha_set && s->alpha > 0.0)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "alpha = %g weighs a cross-entropy term, which needs "
-                        "labels (and student.logits): give them or set "
-                        "alpha=0",
-                        s->alpha);
     has_ce = y != NULL;
     /* Without labels the attention term stands alone (LOSSES.md). */
     a = has_ce ? s->alpha : 0.0;
@@ -308,15 +294,11 @@ static int forward(void *p, kdcl_io *io)
             return status;
     }
     gz = zs ? h->io_grad(io, "student.logits") : NULL;
-    if (has_ce) {
-        status = kdcl_pu_ce(h, s->k[K_CE], zs, y, gz, s->ce_rows, B, C, 1,
-                            (float)(a / (double)B), 0);
-        if (status)
-            return status;
-    } else if (gz && (status = h->tensor_fill(gz, 0.0))) {
-        /* Logits without labels do not enter the loss. */
+    /* Logits without labels do not enter the loss: zero gradient. */
+    if ((status = kdcl_pu_ce_or_zero(h, s->k[K_CE], has_ce, zs, y, gz,
+                                     s->ce_rows, B, C,
+                                     (float)(a / (double)B))))
         return status;
-    }
     {
         const size_t g = s->wg, l = s->wg;
         const struct kdcl_arg args[] = {

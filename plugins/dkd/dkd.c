@@ -65,9 +65,7 @@ static void destroy(void *p)
 static int create(const struct kdcl_host *h, const kdcl_params *p,
                   void **out)
 {
-    const struct kdcl_device_info *dev = h->device(h->ctx);
     struct state *s = h->alloc_zero(1, sizeof *s);
-    char opts[64];
     int status;
 
     if (!s)
@@ -79,12 +77,8 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     s->alpha = h->param_f64(p, P_ALPHA);
     /* CPU devices run a work-group as a loop: fewer items, fewer barriers
        per row; GPUs want a full group per row. */
-    s->wg = 1;
-    while (s->wg * 2 <= (dev->type == KDCL_DEVICE_CPU ? 64u : 256u)
-           && s->wg * 2 <= dev->max_wg_size)
-        s->wg *= 2;
-    snprintf(opts, sizeof opts, "-DWG=%zu", s->wg);
-    status = kdcl_pu_build(h, dkd_cl, opts, N_KERNELS, kernel_names, s->k);
+    status = kdcl_pu_build_wg(h, dkd_cl, NULL, N_KERNELS, kernel_names,
+                              s->k, &s->wg);
     if (status) {
         destroy(s);
         return status;

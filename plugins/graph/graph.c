@@ -115,7 +115,6 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
 {
     const struct kdcl_device_info *dev = h->device(h->ctx);
     struct state *s = h->alloc_zero(1, sizeof *s);
-    char opts[64];
     int status;
 
     if (!s)
@@ -131,12 +130,8 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
        on a CPU the LSP kernels (a reduction per edge) run one vectorised
        item per node instead. */
     s->vec = dev->type == KDCL_DEVICE_CPU;
-    s->wg = 1;
-    while (s->wg * 2 <= (dev->type == KDCL_DEVICE_CPU ? 64u : 256u)
-           && s->wg * 2 <= dev->max_wg_size)
-        s->wg *= 2;
-    snprintf(opts, sizeof opts, "-DWG=%zu", s->wg);
-    status = kdcl_pu_build(h, graph_cl, opts, N_KERNELS, kernel_names, s->k);
+    status = kdcl_pu_build_wg(h, graph_cl, NULL, N_KERNELS, kernel_names,
+                              s->k, &s->wg);
     if (status) {
         destroy(s);
         return status;
@@ -483,18 +478,8 @@ static int forward(void *p, kdcl_io *io)
                             "has N = %lld (one row per node)",
                             (long long)Bz, (long long)N);
     }
-    if (y && !zs)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "missing input student.logits: labels are given and "
-                        "the cross-entropy term needs the student's logits");
-    if (y && (status = kdcl_pu_labels(h, y, N)))
+    if ((status = kdcl_pu_task_labels(h, zs, y, N, s->alpha, s->alpha_set)))
         return status;
-    if (!y && s->alpha_set && s->alpha > 0.0)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "alpha = %g weighs a cross-entropy term, which needs "
-                        "labels (and student.logits): give them or set "
-                        "alpha=0",
-                        s->alpha);
     has_ce = y != NULL;
     /* Without labels the graph term stands alone (LOSSES.md). */
     a = has_ce ? s->alpha : 0.0;
@@ -513,15 +498,11 @@ static int forward(void *p, kdcl_io *io)
         || (status = kdcl_pu_scratch(h, &s->rows, N)))
         return status;
     gz = zs ? h->io_grad(io, "student.logits") : NULL;
-    if (has_ce) {
-        status = kdcl_pu_ce(h, s->k[K_CE], zs, y, gz, s->ce_rows, N, C, 1,
-                            (float)(a / (double)N), 0);
-        if (status)
-            return status;
-    } else if (gz && (status = h->tensor_fill(gz, 0.0))) {
-        /* Logits without labels do not enter the loss. */
+    /* Logits without labels do not enter the loss: zero gradient. */
+    if ((status = kdcl_pu_ce_or_zero(h, s->k[K_CE], has_ce, zs, y, gz,
+                                     s->ce_rows, N, C,
+                                     (float)(a / (double)N))))
         return status;
-    }
     LAUNCH(s, K_FINISH, 1, KDCL_A_TENSOR(s->rows), KDCL_A_TENSOR(s->ce_rows),
            KDCL_A_TENSOR(h->io_output(io)), KDCL_A_I32((int32_t)n_rows),
            KDCL_A_I32((int32_t)N), KDCL_A_F32(kd_scale),

@@ -62,7 +62,6 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
 {
     const struct kdcl_device_info *dev = h->device(h->ctx);
     struct state *s = h->alloc_zero(1, sizeof *s);
-    char opts[64];
     int status;
 
     if (!s)
@@ -74,12 +73,8 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     /* GPUs get a work-group per row; CPU devices run a work-group as a
        loop over its items, so there each row is one vectorised item. */
     s->vec = dev->type == KDCL_DEVICE_CPU;
-    s->wg = 1;
-    while (s->wg * 2 <= (dev->type == KDCL_DEVICE_CPU ? 64u : 256u)
-           && s->wg * 2 <= dev->max_wg_size)
-        s->wg *= 2;
-    snprintf(opts, sizeof opts, "-DWG=%zu", s->wg);
-    status = kdcl_pu_build(h, hinton_cl, opts, N_KERNELS, kernel_names, s->k);
+    status = kdcl_pu_build_wg(h, hinton_cl, NULL, N_KERNELS, kernel_names,
+                              s->k, &s->wg);
     if (status) {
         destroy(s);
         return status;
@@ -103,14 +98,8 @@ static int forward(void *p, kdcl_io *io)
         || (status = kdcl_pu_same_shape(h, zs, "student.logits", zt,
                                         "teacher.logits")))
         return status;
-    y = h->io_input(io, "labels");
-    if (y && (status = kdcl_pu_labels(h, y, B)))
+    if ((status = kdcl_pu_opt_labels(h, io, B, s->alpha, s->alpha_set, &y)))
         return status;
-    if (!y && s->alpha_set && s->alpha > 0.0)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "alpha = %g weighs a cross-entropy term, which needs "
-                        "labels: give labels or set alpha=0",
-                        s->alpha);
     if ((status = kdcl_pu_scratch(h, &s->rows, 2 * B)))
         return status;
     grad = h->io_grad(io, "student.logits");

@@ -80,9 +80,7 @@ static void destroy(void *p)
 static int create(const struct kdcl_host *h, const kdcl_params *p,
                   void **out)
 {
-    const struct kdcl_device_info *dev = h->device(h->ctx);
     struct state *s = h->alloc_zero(1, sizeof *s);
-    char opts[64];
     int status;
 
     if (!s)
@@ -94,13 +92,8 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     s->weighting = (int)h->param_i64(p, P_WEIGHTING);
     /* CPU devices run a work-group as a loop: fewer items, fewer barriers
        per row; GPUs want a full group per row. */
-    s->wg = 1;
-    while (s->wg * 2 <= (dev->type == KDCL_DEVICE_CPU ? 64u : 256u)
-           && s->wg * 2 <= dev->max_wg_size)
-        s->wg *= 2;
-    snprintf(opts, sizeof opts, "-DWG=%zu", s->wg);
-    status = kdcl_pu_build(h, multiteacher_cl, opts, N_KERNELS, kernel_names,
-                           s->k);
+    status = kdcl_pu_build_wg(h, multiteacher_cl, NULL, N_KERNELS,
+                              kernel_names, s->k, &s->wg);
     if (status) {
         destroy(s);
         return status;
@@ -174,19 +167,15 @@ static int forward(void *p, kdcl_io *io)
         || (status = kdcl_pu_2d(h, zs, "student.logits", &B, &C))
         || (status = find_teachers(s, io, zs, &M)))
         return status;
-    y = h->io_input(io, "labels");
-    if (y && (status = kdcl_pu_labels(h, y, B)))
-        return status;
-    if (!y && confidence)
+    /* Ahead of the alpha check, which also needs labels: its message
+       comes first when both apply. */
+    if (confidence && !h->io_input(io, "labels"))
         return h->error(h->ctx, KDCL_EMISSING,
                         "weighting=confidence weighs the teachers by their "
                         "cross-entropy, which needs labels: give labels or "
                         "use weighting=uniform");
-    if (!y && s->alpha_set && s->alpha > 0.0)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "alpha = %g weighs a cross-entropy term, which needs "
-                        "labels: give labels or set alpha=0",
-                        s->alpha);
+    if ((status = kdcl_pu_opt_labels(h, io, B, s->alpha, s->alpha_set, &y)))
+        return status;
     if (M > (size_t)INT32_MAX / 2)
         return h->error(h->ctx, KDCL_EINVAL, "too many teachers (%zu)", M);
     ce_in_buf = confidence && M > MT_K;

@@ -80,9 +80,7 @@ static void destroy(void *p)
 static int create(const struct kdcl_host *h, const kdcl_params *p,
                   void **out)
 {
-    const struct kdcl_device_info *dev = h->device(h->ctx);
     struct state *s = h->alloc_zero(1, sizeof *s);
-    char opts[64];
     int status;
 
     if (!s)
@@ -92,81 +90,13 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     s->alpha_set = h->param_is_set(p, P_ALPHA);
     s->weight = h->param_f64(p, P_WEIGHT);
     /* As hinton: a short group per row on CPUs, a full one on GPUs. */
-    s->wg = 1;
-    while (s->wg * 2 <= (dev->type == KDCL_DEVICE_CPU ? 64u : 256u)
-           && s->wg * 2 <= dev->max_wg_size)
-        s->wg *= 2;
-    snprintf(opts, sizeof opts, "-DWG=%zu", s->wg);
-    status = kdcl_pu_build(h, pkt_cl, opts, N_KERNELS, kernel_names, s->k);
+    status = kdcl_pu_build_wg(h, pkt_cl, NULL, N_KERNELS, kernel_names,
+                              s->k, &s->wg);
     if (status) {
         destroy(s);
         return status;
     }
     *out = s;
-    return KDCL_OK;
-}
-
-/* Require t to be [B,...] with rank >= 2; *rows = B, *cols = the rest. */
-static int flat2(const struct kdcl_host *h, const kdcl_tensor *t,
-                 const char *name, int64_t *rows, int64_t *cols)
-{
-    char sh[128];
-    uint32_t nd = h->tensor_ndim(t);
-    bool ok = nd >= 2;
-    for (uint32_t i = 0; ok && i < nd; i++)
-        ok = h->tensor_dim(t, (int)i) >= 1;
-    if (!ok) {
-        kdcl_pu_shape_str(h, t, sh, sizeof sh);
-        return h->error(h->ctx, KDCL_ESHAPE,
-                        "%s must be [B,...] of rank >= 2 with every axis "
-                        ">= 1 (flattened to [B,D]), got %s",
-                        name, sh);
-    }
-    *rows = h->tensor_dim(t, 0);
-    *cols = h->tensor_numel(t) / *rows;
-    return KDCL_OK;
-}
-
-/*
- * Check the optional task term's inputs: *has_ce when both student.logits
- * and labels are given.  Labels without logits, or alpha > 0 set without
- * the pair, is KDCL_EMISSING.
- */
-static int check_ce(struct state *s, const kdcl_io *io, int64_t B,
-                    const kdcl_tensor **logits, const kdcl_tensor **y,
-                    int64_t *C, bool *has_ce)
-{
-    const struct kdcl_host *h = s->h;
-    int64_t Bl = 0;
-    int status;
-    char sl[128];
-
-    *logits = h->io_input(io, "student.logits");
-    *y = h->io_input(io, "labels");
-    *has_ce = *logits && *y;
-    if (*logits) {
-        if ((status = kdcl_pu_2d(h, *logits, "student.logits", &Bl, C)))
-            return status;
-        if (Bl != B) {
-            kdcl_pu_shape_str(h, *logits, sl, sizeof sl);
-            return h->error(h->ctx, KDCL_ESHAPE,
-                            "student.logits %s must have one row per "
-                            "student.feat row (B=%lld)",
-                            sl, (long long)B);
-        }
-    }
-    if (*y && !*logits)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "labels give a cross-entropy term on "
-                        "student.logits, which is not given");
-    if (*y && (status = kdcl_pu_labels(h, *y, B)))
-        return status;
-    if (!*has_ce && s->alpha_set && s->alpha > 0.0)
-        return h->error(h->ctx, KDCL_EMISSING,
-                        "alpha = %g weighs a cross-entropy term, which needs "
-                        "labels and student.logits: give both or set "
-                        "alpha=0",
-                        s->alpha);
     return KDCL_OK;
 }
 
@@ -193,26 +123,14 @@ static int forward(void *p, kdcl_io *io)
     const struct kdcl_host *h = s->h;
     const kdcl_tensor *fs, *ft, *logits, *y;
     kdcl_tensor *gfs, *glog;
-    int64_t B = 0, Bt = 0, Ds = 0, Dt = 0, C = 0;
+    int64_t B = 0, Ds = 0, Dt = 0, C = 0;
     bool has_ce;
     double a;
     int status;
-    char ss[128], st[128];
 
-    if ((status = kdcl_pu_need(h, io, "student.feat", &fs))
-        || (status = kdcl_pu_need(h, io, "teacher.feat", &ft))
-        || (status = flat2(h, fs, "student.feat", &B, &Ds))
-        || (status = flat2(h, ft, "teacher.feat", &Bt, &Dt)))
-        return status;
-    if (B != Bt) {
-        kdcl_pu_shape_str(h, fs, ss, sizeof ss);
-        kdcl_pu_shape_str(h, ft, st, sizeof st);
-        return h->error(h->ctx, KDCL_ESHAPE,
-                        "student.feat %s and teacher.feat %s differ in "
-                        "batch size B",
-                        ss, st);
-    }
-    if ((status = check_ce(s, io, B, &logits, &y, &C, &has_ce)))
+    if ((status = kdcl_pu_feat_pair(h, io, &fs, &ft, &B, &Ds, &Dt))
+        || (status = kdcl_pu_feat_task(h, io, B, s->alpha, s->alpha_set,
+                                       &logits, &y, &C, &has_ce)))
         return status;
     gfs = h->io_grad(io, "student.feat");
     glog = logits ? h->io_grad(io, "student.logits") : NULL;
@@ -277,27 +195,15 @@ static int forward(void *p, kdcl_io *io)
                                    sizeof back / sizeof back[0], back)))
             return status;
     }
-    if (has_ce)
-        status = kdcl_pu_ce(h, s->k[K_CE], logits, y, glog, s->ce_rows, B, C,
-                            1, (float)(s->alpha / (double)B), 0);
-    else if (glog)
-        status = h->tensor_fill(glog, 0.0); /* logits unused: no gradient */
-    if (status)
+    /* Logits without labels do not enter the loss: zero gradient. */
+    if ((status = kdcl_pu_ce_or_zero(h, s->k[K_CE], has_ce, logits, y, glog,
+                                     s->ce_rows, B, C,
+                                     (float)(s->alpha / (double)B))))
         return status;
-    {
-        const size_t g = s->wg, l = s->wg;
-        const struct kdcl_arg args[] = {
-            KDCL_A_TENSOR(s->rows),
-            KDCL_A_TENSOR(has_ce ? s->ce_rows : NULL),
-            KDCL_A_TENSOR(h->io_output(io)),
-            KDCL_A_I32((int32_t)B),
-            KDCL_A_F32((float)(s->weight / ((double)B * (double)B))),
-            KDCL_A_F32((float)s->alpha),
-            KDCL_A_I32(has_ce),
-        };
-        return h->launch(h->ctx, s->k[K_FINISH], 1, &g, &l,
-                         sizeof args / sizeof args[0], args);
-    }
+    return kdcl_pu_finish(h, s->k[K_FINISH], s->wg, s->rows, s->ce_rows,
+                          h->io_output(io), B,
+                          (float)(s->weight / ((double)B * (double)B)),
+                          (float)s->alpha, has_ce);
 }
 
 /* Flops and device bytes of one fused forward and backward. */
@@ -307,7 +213,6 @@ static int cost(void *p, const kdcl_io *io, double *flops, double *bytes)
     const struct kdcl_host *h = s->h;
     const kdcl_tensor *fs = h->io_input(io, "student.feat");
     const kdcl_tensor *ft = h->io_input(io, "teacher.feat");
-    const kdcl_tensor *logits = h->io_input(io, "student.logits");
     double B, Ds, Dt;
 
     *flops = 0;
@@ -326,11 +231,7 @@ static int cost(void *p, const kdcl_io *io, double *flops, double *bytes)
        written and read, dF_S written; S matrices written, read, dS
        written, symmetrised and read by the GEMM. */
     *bytes = 4.0 * (7.0 * B * Ds + 3.0 * B * Dt + 8.0 * B * B);
-    if (logits && h->io_input(io, "labels")) {
-        double C = (double)h->tensor_numel(logits) / B;
-        *flops += 6.0 * B * C;
-        *bytes += 4.0 * (2.0 * B * C + B);
-    }
+    kdcl_pu_ce_cost(h, io, B, flops, bytes);
     return KDCL_OK;
 }
 
