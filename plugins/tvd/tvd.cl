@@ -1,0 +1,368 @@
+/*
+ * plugins/tvd/tvd.cl - total variation distance between the tempered
+ * teacher and student softmaxes (LOSSES.md `tvd`), forward and backward
+ * fused.  p = softmax(z_t / T), q = softmax(z_s / T); a row's loss is
+ * 0.5 sum_i |p_i - q_i|; L is its mean over the valid rows (labels !=
+ * -100).  With g_i = 0.5 sign(q_i - p_i) (sign(0) = 0, the gradient of |x|
+ * at 0 is 0):
+ *   dL/dz_s,j = q_j (g_j - S) / (T B_valid),   S = sum_i q_i g_i.
+ * The sign is taken in the log domain, sign(log q - log p), which is
+ * exactly 0 where the two rows agree.
+ *
+ * tvd_rows: one work-group of WG items per row b (WG = 256 on GPUs; 1 on
+ * CPU devices, which run a work-group as a loop over its items: see
+ * tvd.c).  Columns are taken in chunks of VW floats: VW = 16 on CPU
+ * devices, whose OpenCL compilers vectorise explicit vector types but
+ * not the loop around work-items that holds a column loop; 1 on GPUs.
+ * On CPUs item i owns one contiguous block of chunks (with WG = 1, the
+ * row), so that the row streams in order; on GPUs item i takes chunks
+ * i, i + WG, ... so that loads coalesce.  Item 0 also takes the last,
+ * partial chunk.
+ *   pass 1: read both rows of logits once from memory: the maxima over
+ *           the item's chunks, then (from cache) exp against those maxima,
+ *           summed and kept: the student's in the gradient row, the
+ *           teacher's in `cache`, a __local copy of the row used where
+ *           local memory is ordinary memory and the row fits (see
+ *           `cached`); merge the (max, sum) pairs into both log-sum-exps.
+ *   pass 2: from cache: p and q are the kept exps times one per-item
+ *           factor, no new exp; sum |q - p| and S, keep h = q g.
+ *   pass 3: dL/dz_s = c (h - q S), from cache, over the kept exps.
+ * Without the local copy p costs one exp in pass 2, h lives in the
+ * gradient row and q costs one exp in pass 3.  Without a gradient, q and p
+ * are exps in pass 2 and nothing is stored.
+ * rows[b] = the row's TVD (0 for a masked row).
+ *
+ * tvd_count: one work-group counts the rows whose label is not -100.
+ * tvd_finish: one work-group sums the per-row values in a fixed order
+ * (deterministic) and writes loss and tvd.
+ */
+
+#ifdef KDCL_DEVICE_CPU
+#define VW 16
+#define BLOCKED 1
+#else
+#define VW 1
+#define BLOCKED 0
+#endif
+
+#if VW == 16
+typedef float16 floatv;
+typedef int16 intv;
+#define VLOAD vload16
+#define VSTORE vstore16
+#define AS_FLOATV as_float16
+#define AS_INTV as_int16
+#define CONVERT_FLOATV convert_float16
+#define LANES (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#else
+typedef float floatv;
+typedef int intv;
+#define VLOAD(k, p) ((p)[(k)])
+#define VSTORE(v, k, p) ((p)[(k)] = (v))
+#define AS_FLOATV as_float
+#define AS_INTV as_int
+#define CONVERT_FLOATV convert_float
+#define LANES 0
+#endif
+
+/* Sum and maximum of the lanes, in a fixed order. */
+float hsum(floatv v)
+{
+#if VW == 16
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+#else
+    return v;
+#endif
+}
+
+float hmax(floatv v)
+{
+#if VW == 16
+    const float8 a = fmax(v.lo, v.hi);
+    const float4 b = fmax(a.lo, a.hi);
+    const float2 c = fmax(b.lo, b.hi);
+    return fmax(c.x, c.y);
+#else
+    return v;
+#endif
+}
+
+/* Chunk k of a row holding n <= VW floats; missing lanes read pad. */
+floatv ld_g(__global const float *p, int k, int n, float pad)
+{
+    float tmp[VW];
+    if (n == VW)
+        return VLOAD(k, p);
+    for (int i = 0; i < VW; i++)
+        tmp[i] = i < n ? p[k * VW + i] : pad;
+    return VLOAD(0, tmp);
+}
+
+floatv ld_l(__local const float *p, int k, int n)
+{
+    float tmp[VW];
+    if (n == VW)
+        return VLOAD(k, p);
+    for (int i = 0; i < VW; i++)
+        tmp[i] = i < n ? p[k * VW + i] : 0.0f;
+    return VLOAD(0, tmp);
+}
+
+void st_g(floatv v, __global float *p, int k, int n)
+{
+    float tmp[VW];
+    if (n == VW) {
+        VSTORE(v, k, p);
+        return;
+    }
+    VSTORE(v, 0, tmp);
+    for (int i = 0; i < n; i++)
+        p[k * VW + i] = tmp[i];
+}
+
+void st_l(floatv v, __local float *p, int k, int n)
+{
+    float tmp[VW];
+    if (n == VW) {
+        VSTORE(v, k, p);
+        return;
+    }
+    VSTORE(v, 0, tmp);
+    for (int i = 0; i < n; i++)
+        p[k * VW + i] = tmp[i];
+}
+
+/* What the passes share. */
+struct row {
+    __global const float *s, *t;
+    __global float *g;
+    __local float *cache;
+    float inv_t, ms, mt, lse_s, lse_t, fs, ft, c, sum_h;
+    int k0, cnt, step, nfull, rem, tail; /* the item's chunks */
+};
+
+/* Pass 1b on chunk k (n floats): exps against the item's maxima. */
+void pass1(const struct row *r, int k, int n, const int want_grad,
+           const int cached, floatv *zs, floatv *zt)
+{
+    const floatv es = exp(ld_g(r->s, k, n, -INFINITY) * r->inv_t - r->ms);
+    const floatv et = exp(ld_g(r->t, k, n, -INFINITY) * r->inv_t - r->mt);
+    *zs += es;
+    *zt += et;
+    if (want_grad)
+        st_g(es, r->g, k, n);
+    if (cached)
+        st_l(et, r->cache, k, n);
+}
+
+/* Pass 2 on chunk k: |q - p| and h = q g of the lanes in live. */
+void pass2(const struct row *r, int k, int n, intv live,
+           const int want_grad, const int cached, floatv *acc_d,
+           floatv *acc_h)
+{
+    const floatv lq = ld_g(r->s, k, n, 0.0f) * r->inv_t - r->lse_s;
+    const floatv lp = ld_g(r->t, k, n, 0.0f) * r->inv_t - r->lse_t;
+    const floatv q = want_grad ? ld_g(r->g, k, n, 0.0f) * r->fs : exp(lq);
+    const floatv p = cached ? ld_l(r->cache, k, n) * r->ft : exp(lp);
+    *acc_d += select((floatv)0.0f, fabs(q - p), live);
+    if (want_grad) {
+        const floatv h = 0.5f * q * sign(lq - lp);
+        *acc_h += select((floatv)0.0f, h, live);
+        if (cached)
+            st_l(h, r->cache, k, n);
+        else
+            st_g(h, r->g, k, n);
+    }
+}
+
+/* Pass 3 on chunk k: dL/dz_s = c q (g - S) = c (h - q S). */
+void pass3(const struct row *r, int k, int n, const int cached)
+{
+    floatv h, q;
+    if (cached) {
+        h = ld_l(r->cache, k, n);
+        q = ld_g(r->g, k, n, 0.0f) * r->fs;
+    } else {
+        h = ld_g(r->g, k, n, 0.0f);
+        q = exp(ld_g(r->s, k, n, 0.0f) * r->inv_t - r->lse_s);
+    }
+    st_g(r->c * (h - q * r->sum_h), r->g, k, n);
+}
+
+/*
+ * The passes over the item's chunks (its full chunks, then the partial
+ * one).  The kernel calls them once with want_grad = cached = 1 as
+ * constants, the common case on CPU devices, so that it is compiled
+ * without the run-time choices, and once with the run-time flags.
+ */
+void loop1(const struct row *r, const int want_grad, const int cached,
+           floatv *zs, floatv *zt)
+{
+    for (int j = 0; j < r->cnt; j++)
+        pass1(r, r->k0 + j * r->step, VW, want_grad, cached, zs, zt);
+    if (r->tail)
+        pass1(r, r->nfull, r->rem, want_grad, cached, zs, zt);
+}
+
+void loop2(const struct row *r, const int want_grad, const int cached,
+           floatv *acc_d, floatv *acc_h)
+{
+    for (int j = 0; j < r->cnt; j++)
+        pass2(r, r->k0 + j * r->step, VW, (intv)(-1), want_grad, cached, acc_d,
+              acc_h);
+    if (r->tail)
+        pass2(r, r->nfull, r->rem, LANES < r->rem, want_grad, cached, acc_d,
+              acc_h);
+}
+
+void loop3(const struct row *r, const int cached)
+{
+    for (int j = 0; j < r->cnt; j++)
+        pass3(r, r->k0 + j * r->step, VW, cached);
+    if (r->tail)
+        pass3(r, r->nfull, r->rem, cached);
+}
+
+/*
+ * zs, zt: logits [B,V]; labels: [B] or NULL; grad: [B,V] or NULL;
+ * rows: [B]; nvalid: [1], the number of valid rows; gscale: the
+ * gradient's factor before the division by nvalid; cache: V floats when
+ * cached, else unused.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void tvd_rows(__global const float *restrict zs,
+              __global const float *restrict zt,
+              __global const int *restrict labels,
+              __global float *restrict grad,
+              __global float *restrict rows,
+              __global const float *restrict nvalid, const int V,
+              const float inv_t, const float gscale, const int has_labels,
+              const int want_grad, const int cached, __local float *cache)
+{
+    __local float2 s2[WG];
+    __local float s1[WG];
+    const int b = get_group_id(0);
+    const int lid = get_local_id(0);
+    const size_t base = (size_t)b * (size_t)V;
+    const int nfull = V / VW, rem = V - nfull * VW;
+#if BLOCKED
+    const int per = (nfull + WG - 1) / WG;
+    const int k0 = min(lid * per, nfull);
+    const int cnt = min(k0 + per, nfull) - k0, step = 1;
+#else
+    const int k0 = lid, step = WG;
+    const int cnt = lid < nfull ? (nfull - lid + WG - 1) / WG : 0;
+#endif
+    /* item 0 also takes the partial chunk */
+    const int tail = lid == 0 && rem;
+    const int fast = want_grad && cached;
+    struct row r;
+    r.s = zs + base;
+    r.t = zt + base;
+    r.g = grad + (want_grad ? base : 0);
+    r.cache = cache;
+    r.inv_t = inv_t;
+    r.k0 = k0;
+    r.cnt = cnt;
+    r.step = step;
+    r.nfull = nfull;
+    r.rem = rem;
+    r.tail = tail;
+
+    if (has_labels && labels[b] == -100) {
+        if (want_grad) {
+            for (int j = 0; j < cnt; j++)
+                VSTORE((floatv)0.0f, k0 + j * step, r.g);
+            if (tail)
+                st_g((floatv)0.0f, r.g, nfull, rem);
+        }
+        if (lid == 0)
+            rows[b] = 0.0f;
+        return;
+    }
+
+    /* pass 1a: the item's maxima (pass 1b rereads its chunks from cache) */
+    floatv vms = -FLT_MAX, vmt = -FLT_MAX;
+    for (int j = 0; j < cnt; j++) {
+        vms = fmax(vms, VLOAD(k0 + j * step, r.s));
+        vmt = fmax(vmt, VLOAD(k0 + j * step, r.t));
+    }
+    if (tail) {
+        vms = fmax(vms, ld_g(r.s, nfull, rem, -INFINITY));
+        vmt = fmax(vmt, ld_g(r.t, nfull, rem, -INFINITY));
+    }
+    /* T > 0: the max of z / T is the max of z, over T */
+    r.ms = hmax(vms) * inv_t;
+    r.mt = hmax(vmt) * inv_t;
+
+    /* pass 1b */
+    floatv vzs = 0.0f, vzt = 0.0f;
+    if (fast)
+        loop1(&r, 1, 1, &vzs, &vzt);
+    else
+        loop1(&r, want_grad, cached, &vzs, &vzt);
+    r.lse_s = kdcl_wg_lse(r.ms, hsum(vzs), s2);
+    r.lse_t = kdcl_wg_lse(r.mt, hsum(vzt), s2);
+    /* a kept exp times its item's factor is the probability */
+    r.fs = exp(r.ms - r.lse_s);
+    r.ft = exp(r.mt - r.lse_t);
+    {
+        const float nv = nvalid[0];
+        r.c = nv > 0.0f ? gscale / nv : 0.0f;
+    }
+
+    /* pass 2 */
+    floatv acc_d = 0.0f, acc_h = 0.0f;
+    if (fast)
+        loop2(&r, 1, 1, &acc_d, &acc_h);
+    else
+        loop2(&r, want_grad, cached, &acc_d, &acc_h);
+    const float tv = 0.5f * kdcl_wg_sum(hsum(acc_d), s1);
+    r.sum_h = kdcl_wg_sum(hsum(acc_h), s1);
+    if (lid == 0)
+        rows[b] = tv;
+
+    /* pass 3 */
+    if (fast)
+        loop3(&r, 1);
+    else if (want_grad)
+        loop3(&r, cached);
+}
+
+/* nvalid[0] = the number of labels that are not -100. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void tvd_count(__global const int *restrict labels,
+               __global float *restrict nvalid, const int B)
+{
+    __local float s1[WG];
+    const int lid = get_local_id(0);
+    float n = 0.0f;
+    for (int b = lid; b < B; b += WG)
+        n += labels[b] != -100 ? 1.0f : 0.0f;
+    n = kdcl_wg_sum(n, s1);
+    if (lid == 0)
+        nvalid[0] = n;
+}
+
+/* out[0] = loss, out[1] = tvd (the same: the mean over valid rows). */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void tvd_finish(__global const float *restrict rows,
+                __global const float *restrict nvalid,
+                __global float *restrict out, const int B)
+{
+    __local float s1[WG];
+    const int lid = get_local_id(0);
+    float tv = 0.0f;
+    for (int b = lid; b < B; b += WG)
+        tv += rows[b];
+    tv = kdcl_wg_sum(tv, s1);
+    if (lid == 0) {
+        const float nv = nvalid[0];
+        const float m = nv > 0.0f ? tv / nv : 0.0f;
+        out[0] = m;
+        out[1] = m;
+    }
+}
