@@ -378,7 +378,18 @@ static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
     float *p[3] = {NULL, NULL, NULL};
     cl_int err = clFinish(ctx->queue);
     int status = KDCL_OK;
+    /* In checker mode the buffers are copied rather than mapped: Oclgrind
+       does not see host writes through a map as initialising memory. */
+    const bool copy = ctx->quarantine;
     for (int i = 0; i < 3 && err == CL_SUCCESS; i++) {
+        if (copy) {
+            p[i] = malloc(ts[i]->bytes ? ts[i]->bytes : 1);
+            err = p[i] ? clEnqueueReadBuffer(ctx->queue, ts[i]->mem, CL_TRUE,
+                                             ts[i]->offset, ts[i]->bytes,
+                                             p[i], 0, NULL, NULL)
+                       : CL_OUT_OF_HOST_MEMORY;
+            continue;
+        }
         p[i] = clEnqueueMapBuffer(ctx->queue, ts[i]->mem, CL_TRUE,
                                   i == 2 ? CL_MAP_READ | CL_MAP_WRITE
                                          : CL_MAP_READ,
@@ -404,10 +415,18 @@ static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                 (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll
                            + (t1.tv_nsec - t0.tv_nsec)));
     }
-    for (int i = 0; i < 3; i++)
-        if (p[i])
+    if (copy && !status
+        && clEnqueueWriteBuffer(ctx->queue, c->mem, CL_TRUE, c->offset,
+                                c->bytes, p[2], 0, NULL, NULL)
+               != CL_SUCCESS)
+        status = kdcl__error(ctx, KDCL_ECL, "host GEMM: writing C back");
+    for (int i = 0; i < 3; i++) {
+        if (p[i] && copy)
+            free(p[i]);
+        else if (p[i])
             clEnqueueUnmapMemObject(ctx->queue, ts[i]->mem, p[i], 0, NULL,
                                     NULL);
+    }
     return status;
 }
 #endif
