@@ -299,3 +299,75 @@ double th_parse_value(const char *out, const char *key)
     cr_assert_fail("no '%s' line in output:\n%s", key, out);
     return NAN;
 }
+
+void th_featpair_logits_without_labels(const char *plugin)
+{
+    float fs[20], ft[24], z[12], gfs[20], gz[12];
+    double loss, t[2];
+    struct th_input in[3] = {
+        {"student.feat", KDCL_DTYPE_F32, 2, {4, 5}, fs, gfs},
+        {"teacher.feat", KDCL_DTYPE_F32, 2, {4, 6}, ft, NULL},
+        {"student.logits", KDCL_DTYPE_F32, 2, {4, 3}, z, gz},
+    };
+    th_fill_uniform(fs, 20, -3, 3, 18);
+    th_fill_uniform(ft, 24, -3, 3, 19);
+    th_fill_uniform(z, 12, -3, 3, 20);
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 3, &loss, t, 2), KDCL_OK, "%s",
+                 kdcl_context_errmsg(th_ctx()));
+    for (int i = 0; i < 12; i++)
+        cr_assert(gz[i] == 0.0f, "logits grad[%d] = %g", i, gz[i]);
+    cr_assert(loss > 0 && isfinite(gfs[0]));
+}
+
+void th_featpair_rejects_bad_shapes(const char *plugin)
+{
+    float fs[8] = {0}, ft[9] = {0};
+    double loss, t[2];
+    const char *msg;
+    struct th_input one_d[2] = {
+        {"student.feat", KDCL_DTYPE_F32, 2, {2, 4}, fs, NULL},
+        {"teacher.feat", KDCL_DTYPE_F32, 1, {8}, ft, NULL},
+    };
+    struct th_input batch[2] = {
+        {"student.feat", KDCL_DTYPE_F32, 2, {2, 4}, fs, NULL},
+        {"teacher.feat", KDCL_DTYPE_F32, 2, {3, 3}, ft, NULL},
+    };
+    struct th_input logits[3] = {
+        {"student.feat", KDCL_DTYPE_F32, 2, {2, 4}, fs, NULL},
+        {"teacher.feat", KDCL_DTYPE_F32, 2, {2, 4}, ft, NULL},
+        {"student.logits", KDCL_DTYPE_F32, 1, {3}, ft, NULL},
+    };
+    cr_assert_eq(th_run(plugin, NULL, 0, one_d, 2, &loss, t, 2),
+                 KDCL_ESHAPE);
+    msg = kdcl_context_errmsg(th_ctx());
+    cr_assert(strstr(msg, "teacher.feat") && strstr(msg, "[8]"), "%s", msg);
+    cr_assert_eq(th_run(plugin, NULL, 0, batch, 2, &loss, t, 2),
+                 KDCL_ESHAPE);
+    msg = kdcl_context_errmsg(th_ctx());
+    cr_assert(strstr(msg, "student.feat [2,4]")
+                  && strstr(msg, "teacher.feat [3,3]"),
+              "%s", msg);
+    cr_assert_eq(th_run(plugin, NULL, 0, logits, 3, &loss, t, 2),
+                 KDCL_ESHAPE);
+    msg = kdcl_context_errmsg(th_ctx());
+    cr_assert(strstr(msg, "student.logits") && strstr(msg, "[3]"), "%s", msg);
+}
+
+void th_featpair_rejects_missing_inputs(const char *plugin)
+{
+    float fs[6] = {0};
+    int32_t y[2] = {0, 1};
+    double loss, t[2];
+    const char *sets[] = {"alpha=0.5"};
+    struct th_input in[3] = {
+        {"student.feat", KDCL_DTYPE_F32, 2, {2, 3}, fs, NULL},
+        {"teacher.feat", KDCL_DTYPE_F32, 2, {2, 3}, fs, NULL},
+        {"labels", KDCL_DTYPE_I32, 1, {2}, y, NULL},
+    };
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 1, &loss, t, 2), KDCL_EMISSING);
+    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "teacher.feat"));
+    cr_assert_eq(th_run(plugin, sets, 1, in, 2, &loss, t, 2), KDCL_EMISSING);
+    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "labels"));
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 3, &loss, t, 2), KDCL_EMISSING);
+    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "student.logits"));
+}

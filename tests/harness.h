@@ -77,6 +77,17 @@ const char *th_tmpdir(void);
 /* The value of "loss <v>" or "term <name> <v>" in kdcl loss output. */
 double th_parse_value(const char *out, const char *key);
 
+/*
+ * Input checks shared by the feature-pair plugins (student.feat and
+ * teacher.feat flattened to [B,D], optional student.logits + labels task
+ * term through plugin_util.h): logits without labels run with a zero
+ * logits gradient; bad ranks and shapes are KDCL_ESHAPE naming the input
+ * and its shape; missing inputs are KDCL_EMISSING naming what is missing.
+ */
+void th_featpair_logits_without_labels(const char *plugin);
+void th_featpair_rejects_bad_shapes(const char *plugin);
+void th_featpair_rejects_missing_inputs(const char *plugin);
+
 /* Copy floats to doubles. */
 void th_to_double(const float *src, double *dst, size_t n);
 

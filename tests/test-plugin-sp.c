@@ -451,71 +451,17 @@ Test(sp, tiny_student_features_use_the_clamped_norm)
 
 Test(sp, logits_without_labels_get_zero_gradient)
 {
-    struct case_ k;
-    double loss, t[2];
-    struct th_input in[3];
-    make_case(&k, 4, 5, 6, 3, -3, 3, 18);
-    in[0] = (struct th_input){"student.feat", KDCL_DTYPE_F32, 2, {4, 5},
-                              k.fs, k.gfs};
-    in[1] = (struct th_input){"teacher.feat", KDCL_DTYPE_F32, 2, {4, 6},
-                              k.ft, NULL};
-    in[2] = (struct th_input){"student.logits", KDCL_DTYPE_F32, 2, {4, 3},
-                              k.z, k.gz};
-    cr_assert_eq(th_run("sp", NULL, 0, in, 3, &loss, t, 2), KDCL_OK);
-    for (int i = 0; i < 12; i++)
-        cr_assert(k.gz[i] == 0.0f, "logits grad[%d] = %g", i, k.gz[i]);
-    cr_assert(loss > 0 && isfinite(k.gfs[0]));
-    free_case(&k);
+    th_featpair_logits_without_labels("sp");
 }
 
 Test(sp, rejects_bad_shapes)
 {
-    float fs[8] = {0}, ft[9] = {0};
-    double loss, t[2];
-    const char *msg;
-    struct th_input one_d[2] = {
-        {"student.feat", KDCL_DTYPE_F32, 2, {2, 4}, fs, NULL},
-        {"teacher.feat", KDCL_DTYPE_F32, 1, {8}, ft, NULL},
-    };
-    struct th_input batch[2] = {
-        {"student.feat", KDCL_DTYPE_F32, 2, {2, 4}, fs, NULL},
-        {"teacher.feat", KDCL_DTYPE_F32, 2, {3, 3}, ft, NULL},
-    };
-    struct th_input logits[3] = {
-        {"student.feat", KDCL_DTYPE_F32, 2, {2, 4}, fs, NULL},
-        {"teacher.feat", KDCL_DTYPE_F32, 2, {2, 4}, ft, NULL},
-        {"student.logits", KDCL_DTYPE_F32, 1, {3}, ft, NULL},
-    };
-    cr_assert_eq(th_run("sp", NULL, 0, one_d, 2, &loss, t, 2), KDCL_ESHAPE);
-    msg = kdcl_context_errmsg(th_ctx());
-    cr_assert(strstr(msg, "teacher.feat") && strstr(msg, "[8]"), "%s", msg);
-    cr_assert_eq(th_run("sp", NULL, 0, batch, 2, &loss, t, 2), KDCL_ESHAPE);
-    msg = kdcl_context_errmsg(th_ctx());
-    cr_assert(strstr(msg, "student.feat [2,4]")
-                  && strstr(msg, "teacher.feat [3,3]"),
-              "%s", msg);
-    cr_assert_eq(th_run("sp", NULL, 0, logits, 3, &loss, t, 2), KDCL_ESHAPE);
-    msg = kdcl_context_errmsg(th_ctx());
-    cr_assert(strstr(msg, "student.logits") && strstr(msg, "[3]"), "%s", msg);
+    th_featpair_rejects_bad_shapes("sp");
 }
 
 Test(sp, rejects_missing_inputs)
 {
-    float fs[6] = {0};
-    int32_t y[2] = {0, 1};
-    double loss, t[2];
-    const char *sets[] = {"alpha=0.5"};
-    struct th_input in[3] = {
-        {"student.feat", KDCL_DTYPE_F32, 2, {2, 3}, fs, NULL},
-        {"teacher.feat", KDCL_DTYPE_F32, 2, {2, 3}, fs, NULL},
-        {"labels", KDCL_DTYPE_I32, 1, {2}, y, NULL},
-    };
-    cr_assert_eq(th_run("sp", NULL, 0, in, 1, &loss, t, 2), KDCL_EMISSING);
-    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "teacher.feat"));
-    cr_assert_eq(th_run("sp", sets, 1, in, 2, &loss, t, 2), KDCL_EMISSING);
-    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "labels"));
-    cr_assert_eq(th_run("sp", NULL, 0, in, 3, &loss, t, 2), KDCL_EMISSING);
-    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "student.logits"));
+    th_featpair_rejects_missing_inputs("sp");
 }
 
 Test(sp, cost_counts_gram_gemms)
