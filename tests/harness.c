@@ -371,3 +371,57 @@ void th_featpair_rejects_missing_inputs(const char *plugin)
     cr_assert_eq(th_run(plugin, NULL, 0, in, 3, &loss, t, 2), KDCL_EMISSING);
     cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "student.logits"));
 }
+
+void th_logitpair_rejects_mismatched_shapes(const char *plugin)
+{
+    float zs[6] = {0}, zt[8] = {0};
+    double loss, t[8];
+    struct th_input in[2] = {
+        {"student.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
+        {"teacher.logits", KDCL_DTYPE_F32, 2, {2, 4}, zt, NULL},
+    };
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 2, &loss, t, 0), KDCL_ESHAPE);
+    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "teacher.logits"));
+}
+
+void th_logitpair_rejects_non_2d_logits(const char *plugin)
+{
+    float zs[6] = {0};
+    double loss, t[8];
+    struct th_input in[2] = {
+        {"student.logits", KDCL_DTYPE_F32, 1, {6}, zs, NULL},
+        {"teacher.logits", KDCL_DTYPE_F32, 1, {6}, zs, NULL},
+    };
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 2, &loss, t, 0), KDCL_ESHAPE);
+    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "student.logits"));
+}
+
+void th_logitpair_rejects_missing_teacher(const char *plugin)
+{
+    float zs[6] = {0};
+    double loss, t[8];
+    struct th_input in[1] = {
+        {"student.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
+    };
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 1, &loss, t, 0), KDCL_EMISSING);
+    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "teacher.logits"));
+}
+
+void th_logitpair_rejects_bad_labels(const char *plugin)
+{
+    float zs[6] = {0};
+    int32_t y3[3] = {0, 1, 2}, y2[2] = {0, 3}, yneg[2] = {0, -5};
+    double loss, t[8];
+    struct th_input in[3] = {
+        {"student.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
+        {"teacher.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
+        {"labels", KDCL_DTYPE_I32, 1, {3}, y3, NULL},
+    };
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 3, &loss, t, 0), KDCL_ESHAPE);
+    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "labels"));
+    in[2].shape[0] = 2;
+    in[2].data = y2;
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 3, &loss, t, 0), KDCL_ERANGE);
+    in[2].data = yneg;
+    cr_assert_eq(th_run(plugin, NULL, 0, in, 3, &loss, t, 0), KDCL_ERANGE);
+}

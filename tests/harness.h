@@ -88,6 +88,17 @@ void th_featpair_logits_without_labels(const char *plugin);
 void th_featpair_rejects_bad_shapes(const char *plugin);
 void th_featpair_rejects_missing_inputs(const char *plugin);
 
+/*
+ * Input checks shared by the logit-pair plugins with -100 label masking
+ * (jsd, tvd, skewkl): mismatched and non-2-D logits are KDCL_ESHAPE
+ * naming the input; a missing teacher is KDCL_EMISSING; labels of the
+ * wrong length are KDCL_ESHAPE and out of range (not -100) KDCL_ERANGE.
+ */
+void th_logitpair_rejects_mismatched_shapes(const char *plugin);
+void th_logitpair_rejects_non_2d_logits(const char *plugin);
+void th_logitpair_rejects_missing_teacher(const char *plugin);
+void th_logitpair_rejects_bad_labels(const char *plugin);
+
 /* Copy floats to doubles. */
 void th_to_double(const float *src, double *dst, size_t n);
 

@@ -438,56 +438,22 @@ Test(tvd, one_column_gives_zero)
 
 Test(tvd, rejects_mismatched_shapes)
 {
-    float zs[6] = {0}, zt[8] = {0};
-    double loss, t[1];
-    struct th_input in[2] = {
-        {"student.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
-        {"teacher.logits", KDCL_DTYPE_F32, 2, {2, 4}, zt, NULL},
-    };
-    cr_assert_eq(th_run("tvd", NULL, 0, in, 2, &loss, t, 1), KDCL_ESHAPE);
-    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "teacher.logits"));
+    th_logitpair_rejects_mismatched_shapes("tvd");
 }
 
 Test(tvd, rejects_non_2d_logits)
 {
-    float zs[6] = {0};
-    double loss, t[1];
-    struct th_input in[2] = {
-        {"student.logits", KDCL_DTYPE_F32, 1, {6}, zs, NULL},
-        {"teacher.logits", KDCL_DTYPE_F32, 1, {6}, zs, NULL},
-    };
-    cr_assert_eq(th_run("tvd", NULL, 0, in, 2, &loss, t, 1), KDCL_ESHAPE);
-    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "student.logits"));
+    th_logitpair_rejects_non_2d_logits("tvd");
 }
 
 Test(tvd, rejects_missing_teacher)
 {
-    float zs[6] = {0};
-    double loss, t[1];
-    struct th_input in[1] = {
-        {"student.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
-    };
-    cr_assert_eq(th_run("tvd", NULL, 0, in, 1, &loss, t, 1), KDCL_EMISSING);
-    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "teacher.logits"));
+    th_logitpair_rejects_missing_teacher("tvd");
 }
 
 Test(tvd, rejects_bad_labels)
 {
-    float zs[6] = {0};
-    int32_t y3[3] = {0, 1, 2}, y2[2] = {0, 3}, yneg[2] = {0, -5};
-    double loss, t[1];
-    struct th_input in[3] = {
-        {"student.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
-        {"teacher.logits", KDCL_DTYPE_F32, 2, {2, 3}, zs, NULL},
-        {"labels", KDCL_DTYPE_I32, 1, {3}, y3, NULL},
-    };
-    cr_assert_eq(th_run("tvd", NULL, 0, in, 3, &loss, t, 1), KDCL_ESHAPE);
-    cr_assert(strstr(kdcl_context_errmsg(th_ctx()), "labels"));
-    in[2].shape[0] = 2;
-    in[2].data = y2;
-    cr_assert_eq(th_run("tvd", NULL, 0, in, 3, &loss, t, 1), KDCL_ERANGE);
-    in[2].data = yneg;
-    cr_assert_eq(th_run("tvd", NULL, 0, in, 3, &loss, t, 1), KDCL_ERANGE);
+    th_logitpair_rejects_bad_labels("tvd");
 }
 
 Test(tvd, rejects_bad_temperature)
