@@ -647,6 +647,12 @@ static int bind_kd(struct kdcl__fit *f, const kdcl_tensor *slog,
     if (kdcl__input_find(p, "teacher.logits")
         && (status = kdcl_run_set_input(r, "teacher.logits", tlog)))
         return status;
+    /* A multi-teacher plugin (teacher.*.logits) gets the one teacher as
+       teacher.0.logits (M = 1). */
+    if (!kdcl__input_find(p, "teacher.logits")
+        && kdcl__input_find(p, "teacher.0.logits")
+        && (status = kdcl_run_set_input(r, "teacher.0.logits", tlog)))
+        return status;
     if (kdcl__input_find(p, "labels")
         && (status = kdcl_run_set_input(r, "labels", b->y)))
         return status;

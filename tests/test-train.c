@@ -183,27 +183,42 @@ Test(train, distill_hinton_with_baseline_and_cached_teacher)
     cr_assert(strstr(err, "teacher: loaded"), "%s", err);
 }
 
-Test(train, distill_with_feature_taps)
+/* One short distillation of an MLP pair with plugin NAME (and PARAMS, a
+   YAML flow map) on a subset; the student must beat chance. */
+static void distill_small(const char *name, const char *params)
 {
     const char *p;
-    char args[2048], js[600];
+    char args[2048], js[600], cfg[512], file[64];
     need_data();
-    if (!kdcl_registry_find(th_registry(), "feature"))
-        cr_skip_test("the feature plugin is not built");
-    p = write_cfg("feat.yaml", "data: {limit: 1000, test_limit: 500}\n"
-                               "teacher: {arch: mlp, hidden: [64], "
-                               "epochs: 1}\n"
-                               "student: {arch: mlp, hidden: [32]}\n"
-                               "plugin: {name: feature, params: "
-                               "{alpha: 0.5}}\n"
-                               "train: {epochs: 1, lr: 0.05}\n");
-    snprintf(js, sizeof js, "%s/f.json", th_tmpdir());
+    if (!kdcl_registry_find(th_registry(), name))
+        cr_skip_test("the %s plugin is not built", name);
+    snprintf(cfg, sizeof cfg,
+             "data: {limit: 1000, test_limit: 500}\n"
+             "teacher: {arch: mlp, hidden: [64], epochs: 1}\n"
+             "student: {arch: mlp, hidden: [32]}\n"
+             "plugin: {name: %s, params: %s}\n"
+             "train: {epochs: 1, lr: 0.05}\n",
+             name, params);
+    snprintf(file, sizeof file, "%s.yaml", name);
+    p = write_cfg(file, cfg);
+    snprintf(js, sizeof js, "%s/%s.json", th_tmpdir(), name);
     snprintf(args, sizeof args,
              "distill %s --json %s --set teacher.weights=%s/t2.st", p, js,
              th_tmpdir());
     cr_assert_eq(th_cli(args, out, sizeof out, err, sizeof err), 0, "%s",
                  err);
     cr_assert_gt(json_number(js, "student_accuracy"), 0.2);
+}
+
+Test(train, distill_with_feature_taps)
+{
+    distill_small("feature", "{alpha: 0.5}");
+}
+
+/* A multi-teacher plugin reads the one teacher as teacher.0.logits. */
+Test(train, distill_multiteacher_with_one_teacher)
+{
+    distill_small("multiteacher", "{}");
 }
 
 Test(train, weights_round_trip_with_pytorch_names)
