@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential pkg-config meson ninja-build python3
+  build-essential pkg-config meson ninja-build python3 python3-numpy
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo oclgrind
   libclblast-dev libopenblas-dev libcriterion-dev libcjson-dev libyaml-dev
   zlib1g-dev
