@@ -29,7 +29,7 @@ static const struct kdcl_param_desc params[] = {
     {"p", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_MIN_OPEN, "2",
      0.0, 0.0, NULL,
      "exponent p > 0 of the attention map mean_c |A|^p (|A|: see docs)"},
-    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.1",
+    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.5",
      0.0, 1.0, NULL,
      "weight of the cross-entropy term (needs student.logits and labels); "
      "1 - alpha weighs the attention term"},

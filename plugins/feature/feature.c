@@ -29,7 +29,7 @@ enum { P_ALPHA, P_WEIGHT, P_REGRESSOR, P_SEED };
 enum { REG_AUTO, REG_NONE, REG_LINEAR };
 
 static const struct kdcl_param_desc params[] = {
-    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0",
+    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.5",
      0.0, 1.0, NULL,
      "weight of the cross-entropy term (needs student.logits and labels)"},
     {"weight", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN, "1", 0.0, 0.0, NULL,

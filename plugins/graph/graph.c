@@ -34,7 +34,7 @@ static const struct kdcl_param_desc params[] = {
      "dense mode's affinity: cosine similarity or exp(-d^2 / (2 sigma^2))"},
     {"sigma", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_MIN_OPEN, "1",
      0.0, 0.0, NULL, "RBF width sigma > 0 (kernel=rbf)"},
-    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.1",
+    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.5",
      0.0, 1.0, NULL,
      "weight of the cross-entropy term (needs student.logits and labels); "
      "1 - alpha weighs the graph term"},

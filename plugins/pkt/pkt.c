@@ -23,7 +23,7 @@
 enum { P_ALPHA, P_WEIGHT };
 
 static const struct kdcl_param_desc params[] = {
-    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0",
+    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.5",
      0.0, 1.0, NULL,
      "weight of the cross-entropy term (needs student.logits and labels)"},
     {"weight", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN, "1", 0.0, 0.0, NULL,

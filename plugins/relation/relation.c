@@ -22,7 +22,7 @@ static const struct kdcl_param_desc params[] = {
     {"metric", KDCL_PARAM_ENUM, 0, "distance", 0.0, 0.0, "distance|cosine",
      "pairwise relation: Euclidean distance (eq. 1.3.1) or cosine "
      "(eq. 1.3.2)"},
-    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.1",
+    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.5",
      0.0, 1.0, NULL,
      "weight of the cross-entropy term (needs student.logits and labels); "
      "1 - alpha weighs KD"},

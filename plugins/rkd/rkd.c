@@ -30,7 +30,7 @@ enum { P_ALPHA, P_W_DIST, P_W_ANGLE, P_ANCHOR_CHUNK };
 #define RKD_CHUNK_BUDGET (64.0 * 1024.0 * 1024.0)
 
 static const struct kdcl_param_desc params[] = {
-    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.1",
+    {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.5",
      0.0, 1.0, NULL,
      "weight of the cross-entropy term (needs student.logits and labels); "
      "1 - alpha weighs KD"},
