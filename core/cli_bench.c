@@ -578,7 +578,7 @@ static const char bench_help[] =
     "  --size LABEL       only this size set (repeatable): 256x100,\n"
     "                     256x1000, 1024x32000, 4096x32000, 1024x128256\n"
     "  --reps N           timed repetitions at least (default 5)\n"
-    "  --gemm             also measure GEMM (on CPU devices: OpenBLAS and\n"
+    "  --gemm             also measure GEMM (on CPU devices: host BLAS and\n"
     "                     CLBlast side by side)\n"
     "  --train            also measure training steps of the built-in\n"
     "                     models (samples per second)\n"

@@ -9,8 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#ifdef KDCL_HAVE_CBLAS
+#if defined(KDCL_HAVE_BLIS)
+#include <blis.h>
+#include <pthread.h>
+#include <unistd.h>
+#define KDCL_HOST_GEMM 1
+#elif defined(KDCL_HAVE_CBLAS)
 #include <cblas.h>
+#define KDCL_HOST_GEMM 1
 #endif
 
 static int check_shape(kdcl_context *ctx, int dtype, uint32_t ndim,
@@ -347,13 +353,14 @@ static int gemm_check(kdcl_context *ctx, const kdcl_tensor *t, size_t off,
     return KDCL_OK;
 }
 
-#ifdef KDCL_HAVE_CBLAS
+#ifdef KDCL_HOST_GEMM
 /*
  * On CPU devices the buffers live in host memory, and an optimised host
  * BLAS is several times faster than CLBlast's OpenCL kernels there
  * (docs/performance.md).  The queue is drained, the buffers are mapped
- * (zero-copy on CPU drivers), cblas_sgemm runs, and the maps are released
- * in queue order.  KDCL_GEMM=clblast turns this off; KDCL_GEMM=host turns
+ * (zero-copy on CPU drivers), the host SGEMM runs (BLIS where the build
+ * found it, else OpenBLAS's CBLAS), and the maps are released in queue
+ * order.  KDCL_GEMM=clblast turns this off; KDCL_GEMM=host turns
  * it on for any device (the checker run uses it: CLBlast's kernels are
  * not kdcl's to check).
  */
@@ -365,6 +372,38 @@ static bool host_gemm_wanted(const kdcl_context *ctx)
     if (e && !strcmp(e, "host"))
         return true; /* any device whose buffers can be mapped */
     return ctx->devices[ctx->dev_index].type == KDCL_DEVICE_CPU;
+}
+
+#ifdef KDCL_HAVE_BLIS
+/* BLIS runs single-threaded unless told: use every online CPU unless
+   BLIS_NUM_THREADS or OMP_NUM_THREADS says otherwise. */
+static void blis_threads_once(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!getenv("BLIS_NUM_THREADS") && !getenv("OMP_NUM_THREADS") && n > 1)
+        bli_thread_set_num_threads((dim_t)n);
+}
+#endif
+
+/* Row-major C = alpha op(A) op(B) + beta C on the host. */
+static void host_sgemm(int trans_a, int trans_b, size_t m, size_t n,
+                       size_t k, float alpha, const float *a, size_t lda,
+                       const float *b, size_t ldb, float beta, float *c,
+                       size_t ldc)
+{
+#ifdef KDCL_HAVE_BLIS
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, blis_threads_once);
+    /* BLIS takes op()'s dimensions and the stored matrix's strides. */
+    bli_sgemm(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+              trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m,
+              (dim_t)n, (dim_t)k, &alpha, (float *)a, (inc_t)lda, 1,
+              (float *)b, (inc_t)ldb, 1, &beta, c, (inc_t)ldc, 1);
+#else
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+                alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+#endif
 }
 
 static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
@@ -402,12 +441,11 @@ static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (size_t i = 0; i < batch; i++)
-            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                        trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                        (int)k, alpha, p[0] + a_off + i * a_stride, (int)lda,
-                        p[1] + b_off + i * b_stride, (int)ldb,
-                        (c_stride == 0 && i > 0) ? 1.0f : beta,
-                        p[2] + c_off + i * c_stride, (int)ldc);
+            host_sgemm(trans_a, trans_b, m, n, k, alpha,
+                       p[0] + a_off + i * a_stride, lda,
+                       p[1] + b_off + i * b_stride, ldb,
+                       (c_stride == 0 && i > 0) ? 1.0f : beta,
+                       p[2] + c_off + i * c_stride, ldc);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (ctx->profiling)
             kdcl__profile_add_ns(
@@ -489,7 +527,7 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
         }
         return KDCL_OK;
     }
-#ifdef KDCL_HAVE_CBLAS
+#ifdef KDCL_HOST_GEMM
     if (host_gemm_wanted(ctx))
         return host_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda,
                          a_stride, b, b_off, ldb, b_stride, beta, c, c_off,

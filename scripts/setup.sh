@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential pkg-config meson ninja-build python3 python3-numpy
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo oclgrind
-  libclblast-dev libopenblas-dev libcriterion-dev libcjson-dev libyaml-dev
+  libclblast-dev libblis-dev libcriterion-dev libcjson-dev libyaml-dev
   zlib1g-dev
   dataset-fashion-mnist
 )
