@@ -12,6 +12,9 @@
 #if defined(KDCL_HAVE_BLIS)
 #include <blis.h>
 #include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <unistd.h>
 #define KDCL_HOST_GEMM 1
 #elif defined(KDCL_HAVE_CBLAS)
@@ -385,25 +388,100 @@ static void blis_threads_once(void)
 }
 #endif
 
-/* Row-major C = alpha op(A) op(B) + beta C on the host. */
+/* Row-major C = alpha op(A) op(B) + beta C on the host; with BLIS,
+   single-threaded when one_thread (the caller runs several at once). */
 static void host_sgemm(int trans_a, int trans_b, size_t m, size_t n,
                        size_t k, float alpha, const float *a, size_t lda,
                        const float *b, size_t ldb, float beta, float *c,
-                       size_t ldc)
+                       size_t ldc, int one_thread)
 {
 #ifdef KDCL_HAVE_BLIS
     static pthread_once_t once = PTHREAD_ONCE_INIT;
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
     pthread_once(&once, blis_threads_once);
+    if (one_thread)
+        bli_rntm_set_num_threads(1, &rntm);
     /* BLIS takes op()'s dimensions and the stored matrix's strides. */
-    bli_sgemm(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-              trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m,
-              (dim_t)n, (dim_t)k, &alpha, (float *)a, (inc_t)lda, 1,
-              (float *)b, (inc_t)ldb, 1, &beta, c, (inc_t)ldc, 1);
+    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m,
+                 (dim_t)n, (dim_t)k, &alpha, (float *)a, (inc_t)lda, 1,
+                 (float *)b, (inc_t)ldb, 1, &beta, c, (inc_t)ldc, 1, NULL,
+                 one_thread ? &rntm : NULL);
 #else
+    (void)one_thread;
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
                 alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 #endif
+}
+
+/*
+ * The batch of products on the host.  A batch of small GEMMs (one per
+ * image in a convolution) gains little from threads inside each one, so
+ * with BLIS the items are spread over the threads, each running
+ * single-threaded: with separate C blocks each thread takes a contiguous
+ * share of the items; summed into one C (c_stride 0), thread 0 sums its
+ * share into C and every other thread into its own zeroed block, added
+ * to C in thread order afterwards (deterministic for a thread count).
+ */
+static int host_gemm_batch(int trans_a, int trans_b, size_t m, size_t n,
+                           size_t k, float alpha, const float *a,
+                           size_t lda, size_t a_stride, const float *b,
+                           size_t ldb, size_t b_stride, float beta, float *c,
+                           size_t ldc, size_t c_stride, size_t batch)
+{
+    int nt = 1;
+    float *part = NULL;
+#if defined(KDCL_HAVE_BLIS) && defined(_OPENMP)
+    nt = omp_get_max_threads();
+    if ((size_t)nt > batch)
+        nt = (int)batch;
+    if (nt > 1 && c_stride == 0) {
+        part = calloc((size_t)(nt - 1) * m * n, sizeof *part);
+        if (!part)
+            return KDCL_ENOMEM;
+    }
+#endif
+    if (nt <= 1) {
+        for (size_t i = 0; i < batch; i++)
+            host_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * a_stride,
+                       lda, b + i * b_stride, ldb,
+                       (c_stride == 0 && i > 0) ? 1.0f : beta,
+                       c + i * c_stride, ldc, 0);
+        return KDCL_OK;
+    }
+#if defined(KDCL_HAVE_BLIS) && defined(_OPENMP)
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        const size_t lo = batch * (size_t)t / (size_t)nt;
+        const size_t hi = batch * (size_t)(t + 1) / (size_t)nt;
+        for (size_t i = lo; i < hi; i++) {
+            float *ci = c + i * c_stride;
+            size_t ld = ldc;
+            float bi = beta;
+            if (c_stride == 0) {
+                if (t > 0) {
+                    ci = part + (size_t)(t - 1) * m * n;
+                    ld = n;
+                    bi = i > lo ? 1.0f : 0.0f;
+                } else if (i > lo) {
+                    bi = 1.0f;
+                }
+            }
+            host_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * a_stride,
+                       lda, b + i * b_stride, ldb, bi, ci, ld, 1);
+        }
+    }
+    if (part) {
+        for (int t = 1; t < nt; t++)
+            for (size_t r = 0; r < m; r++)
+                for (size_t j = 0; j < n; j++)
+                    c[r * ldc + j] += part[((size_t)(t - 1) * m + r) * n + j];
+        free(part);
+    }
+#endif
+    return KDCL_OK;
 }
 
 static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
@@ -440,12 +518,12 @@ static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
     } else {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (size_t i = 0; i < batch; i++)
-            host_sgemm(trans_a, trans_b, m, n, k, alpha,
-                       p[0] + a_off + i * a_stride, lda,
-                       p[1] + b_off + i * b_stride, ldb,
-                       (c_stride == 0 && i > 0) ? 1.0f : beta,
-                       p[2] + c_off + i * c_stride, ldc);
+        status = host_gemm_batch(trans_a, trans_b, m, n, k, alpha,
+                                 p[0] + a_off, lda, a_stride, p[1] + b_off,
+                                 ldb, b_stride, beta, p[2] + c_off, ldc,
+                                 c_stride, batch);
+        if (status)
+            kdcl__error(ctx, status, "host GEMM: out of memory");
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (ctx->profiling)
             kdcl__profile_add_ns(
