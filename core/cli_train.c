@@ -495,9 +495,15 @@ int cli_distill(int argc, char **argv)
         cJSON_ArrayForEach(p, ps)
         {
             char text[128];
-            if (cJSON_IsNumber(p))
-                snprintf(text, sizeof text, "%.17g", p->valuedouble);
-            else if (cJSON_IsBool(p))
+            if (cJSON_IsNumber(p)) {
+                /* The shortest text that reads back as the same double
+                   (0.1, not 0.10000000000000001, in --json). */
+                for (int prec = 15; prec <= 17; prec++) {
+                    snprintf(text, sizeof text, "%.*g", prec, p->valuedouble);
+                    if (strtod(text, NULL) == p->valuedouble)
+                        break;
+                }
+            } else if (cJSON_IsBool(p))
                 snprintf(text, sizeof text, "%d", cJSON_IsTrue(p));
             else
                 snprintf(text, sizeof text, "%s",
