@@ -45,28 +45,6 @@
 #define MODE_KLR 1
 #define MODE_MIX 2
 
-struct row {
-    __global const float *s, *t;
-    __global float *g;
-    __local float *cache;
-    float inv_t, ms, mt, lse_s, lse_t, fs, ft, wp, wq, c, kl_q;
-    int k0, cnt, step, nfull, rem, tail; /* the item's chunks */
-};
-
-/* Pass 1b on chunk k (n floats): exps against the item's maxima. */
-void pass1(const struct row *r, int k, int n, const int want_grad,
-           const int cached, floatv *zs, floatv *zt)
-{
-    const floatv es = exp(ld_g(r->s, k, n, -INFINITY) * r->inv_t - r->ms);
-    const floatv et = exp(ld_g(r->t, k, n, -INFINITY) * r->inv_t - r->mt);
-    *zs += es;
-    *zt += et;
-    if (want_grad)
-        st_g(es, r->g, k, n);
-    if (cached)
-        st_l(et, r->cache, k, n);
-}
-
 /* Pass 2 on chunk k: the loss terms of the lanes in live. */
 void pass2(const struct row *r, int k, int n, intv live,
            const int want_grad, const int cached, floatv *acc_p,
@@ -98,54 +76,6 @@ void pass2(const struct row *r, int k, int n, intv live,
             st_g(h, r->g, k, n);
     }
 #endif
-}
-
-/* Pass 3 on chunk k: dL/dz_s = c q (r - S) = c (h - q S). */
-void pass3(const struct row *r, int k, int n, const int cached)
-{
-    floatv h, q;
-    if (cached) {
-        h = ld_l(r->cache, k, n);
-        q = ld_g(r->g, k, n, 0.0f) * r->fs;
-    } else {
-        h = ld_g(r->g, k, n, 0.0f);
-        q = exp(ld_g(r->s, k, n, 0.0f) * r->inv_t - r->lse_s);
-    }
-    st_g(r->c * (h - q * r->kl_q), r->g, k, n);
-}
-
-/*
- * The passes over the item's chunks (its full chunks, then the partial
- * one).  The kernel calls them once with want_grad = cached = 1 as
- * constants, the common case on CPU devices, so that it is compiled
- * without the run-time choices, and once with the run-time flags.
- */
-void loop1(const struct row *r, const int want_grad, const int cached,
-           floatv *zs, floatv *zt)
-{
-    for (int j = 0; j < r->cnt; j++)
-        pass1(r, r->k0 + j * r->step, VW, want_grad, cached, zs, zt);
-    if (r->tail)
-        pass1(r, r->nfull, r->rem, want_grad, cached, zs, zt);
-}
-
-void loop2(const struct row *r, const int want_grad, const int cached,
-           floatv *acc_p, floatv *acc_q)
-{
-    for (int j = 0; j < r->cnt; j++)
-        pass2(r, r->k0 + j * r->step, VW, (intv)(-1), want_grad, cached, acc_p,
-              acc_q);
-    if (r->tail)
-        pass2(r, r->nfull, r->rem, LANES < r->rem, want_grad, cached, acc_p,
-              acc_q);
-}
-
-void loop3(const struct row *r, const int cached)
-{
-    for (int j = 0; j < r->cnt; j++)
-        pass3(r, r->k0 + j * r->step, VW, cached);
-    if (r->tail)
-        pass3(r, r->nfull, r->rem, cached);
 }
 
 /*
@@ -248,10 +178,10 @@ void jsd_rows(__global const float *restrict zs,
     else
         loop2(&r, want_grad, cached, &acc_p, &acc_q);
     const float kl_p = kdcl_wg_sum(hsum(acc_p), s1);
-    r.kl_q = kdcl_wg_sum(hsum(acc_q), s1);
+    r.sum_h = kdcl_wg_sum(hsum(acc_q), s1);
     if (lid == 0) {
         rows[2 * b] = kl_p;
-        rows[2 * b + 1] = r.kl_q;
+        rows[2 * b + 1] = r.sum_h;
     }
 
 #if MODE != MODE_KLF
