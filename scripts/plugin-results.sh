@@ -6,8 +6,12 @@
 # alone (--baseline), with the same initialisation and data order.  Prints
 # a markdown table of test accuracy (mean +- standard deviation over the
 # seeds) and the gain over the student alone, for docs/plugins.md.  The
-# JSON summaries are kept in build/results/plugins/.  Seeds run one after
-# the other, so an interrupted run still leaves whole seeds behind.
+# JSON summaries are kept in build/results/plugins/; a run whose JSON is
+# already there is not repeated, so an interrupted run resumes where it
+# stopped (delete the folder to start over).  TAG=-name names the JSON of
+# a variant apart, e.g.
+#   TAG=-cosine bash scripts/plugin-results.sh "1 2 3" relation \
+#       --set plugin.params.metric=cosine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-1 2 3}
@@ -16,19 +20,23 @@ shift $(( $# >= 2 ? 2 : $# ))
 cfg=examples/configs/fashion-lenet5-plugins.yaml
 dir=build/results/plugins
 mkdir -p "$dir"
+tag=${TAG:-}
 for s in $seeds; do
-  base=--baseline
   for p in $plugins; do
-    out="$dir/$p-seed$s.json"
-    ./build/core/kdcl distill "$cfg" $base --set seed="$s" \
-        --set plugin.name="$p" "$@" --json "$out" </dev/null
-    [ -n "$base" ] && cp "$out" "$dir/baseline-seed$s.json"
+    out="$dir/$p$tag-seed$s.json"
+    [ -f "$out" ] && continue
     base=
+    [ -f "$dir/baseline-seed$s.json" ] || base=--baseline
+    ./build/core/kdcl distill "$cfg" $base --set seed="$s" \
+        --set plugin.name="$p" "$@" --json "$out.tmp" </dev/null
+    mv "$out.tmp" "$out"
+    [ -z "$base" ] || cp "$out" "$dir/baseline-seed$s.json"
   done
 done
-python3 - "$dir" "$seeds" "$plugins" <<'PY'
+python3 - "$dir" "$seeds" "$plugins" "$tag" <<'PY'
 import json, os, statistics, sys
 d, seeds, plugins = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+tag = sys.argv[4]
 def load(name, s):
     p = os.path.join(d, "%s-seed%s.json" % (name, s))
     return json.load(open(p)) if os.path.exists(p) else None
@@ -45,13 +53,13 @@ print("teacher %s, student alone %s" % (ms(teach), ms(alone)))
 print("| plugin | student with KD | KD - alone | per seed |")
 print("|---|---|---|---|")
 for p in plugins:
-    runs = [(s, load(p, s)) for s in seeds]
+    runs = [(s, load(p + tag, s)) for s in seeds]
     runs = [(s, r) for s, r in runs if r and base[s]]
     if not runs:
         continue
     acc = [100 * r["student_accuracy"] for _, r in runs]
     gain = [100 * (r["student_accuracy"] - base[s]["baseline_accuracy"])
             for s, r in runs]
-    print("| `%s` | %s | %+.2f | %s |" % (p, ms(acc), statistics.mean(gain),
+    print("| `%s%s` | %s | %+.2f | %s |" % (p, tag, ms(acc), statistics.mean(gain),
           " / ".join("%.2f" % a for a in acc)))
 PY
