@@ -137,6 +137,17 @@ void kdcl__profile_add_ns(kdcl_context *ctx, const char *name, uint64_t ns);
 /* The cl_mem to pass for t as a kernel argument (a view's sub-buffer). */
 int kdcl__tensor_arg(const kdcl_tensor *t, cl_mem *out);
 
+/* The host compute path of CPU devices (core/host.c): whether GEMM runs
+   there, and the batched GEMM of kdcl_gemm_batched on mapped buffers
+   (arguments checked by the caller). */
+bool kdcl__host_gemm_wanted(const kdcl_context *ctx);
+int kdcl__host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
+                    size_t n, size_t k, float alpha, const kdcl_tensor *a,
+                    size_t a_off, size_t lda, size_t a_stride,
+                    const kdcl_tensor *b, size_t b_off, size_t ldb,
+                    size_t b_stride, float beta, kdcl_tensor *c,
+                    size_t c_off, size_t ldc, size_t c_stride, size_t batch);
+
 /* FNV-1a 64-bit over bytes, continuing from h (start with
    KDCL__FNV_OFFSET). */
 #define KDCL__FNV_OFFSET 14695981039346656037ull

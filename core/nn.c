@@ -131,6 +131,7 @@ struct kdcl__layer {
     int64_t B;
     kdcl_tensor *out, *gin, *aux, *aux2, *tap_grad;
     const kdcl_tensor *in; /* input of the last forward */
+    bool host;             /* conv2d, linear on the host path (host.c) */
 };
 
 static const char *const kind_names[KDCL__L_COUNT] = {
@@ -437,11 +438,14 @@ static int layer_buffers(kdcl_context *ctx, struct kdcl__layer *l, int64_t B,
         status = new_f32(ctx, l->in_rank == 1 ? 2 : 4, is, &l->gin);
     if (status)
         return status;
+    l->host = kdcl__host_layers_wanted(ctx);
     switch (l->spec.kind) {
     case KDCL__L_CONV2D: {
         int64_t cs[3] = {B, l->ic * l->spec.kernel * l->spec.kernel,
                          l->oh * l->ow};
-        status = new_f32(ctx, 3, cs, &l->aux);
+        /* The host path keeps its columns in per-thread blocks. */
+        if (!l->host)
+            status = new_f32(ctx, 3, cs, &l->aux);
         break;
     }
     case KDCL__L_MAXPOOL: {
@@ -471,6 +475,18 @@ static int layer_buffers(kdcl_context *ctx, struct kdcl__layer *l, int64_t B,
 #define I(x) KDCL_A_I32((int32_t)(x))
 #define F(x) KDCL_A_F32((float)(x))
 
+static struct kdcl__conv_geom conv_geom(const struct kdcl__layer *l,
+                                        int64_t B)
+{
+    struct kdcl__conv_geom g = {B,           l->ic,          l->ih,
+                                l->iw,       l->oc,          l->spec.kernel,
+                                l->spec.stride, l->spec.padding, l->oh,
+                                l->ow};
+    if (l->spec.kind == KDCL__L_LINEAR)
+        g.c = l->in_per; /* ic is not set for a flattened input */
+    return g;
+}
+
 static int bn_wg(void)
 {
     return 64;
@@ -488,6 +504,10 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
     l->in = x;
     switch (s->kind) {
     case KDCL__L_LINEAR:
+        if (l->host) {
+            struct kdcl__conv_geom lg = conv_geom(l, B);
+            return kdcl__host_linear_forward(ctx, &lg, x, l->w, l->b, l->out);
+        }
         status = kdcl_gemm(ctx, 0, 1, (size_t)B, (size_t)l->oc,
                            (size_t)l->in_per, 1.0f, x, 0, (size_t)l->in_per,
                            l->w, 0, (size_t)l->in_per, 0.0f, l->out, 0,
@@ -499,6 +519,10 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
     case KDCL__L_CONV2D: {
         int64_t P = l->oh * l->ow, ckk = l->ic * s->kernel * s->kernel;
         size_t g[2] = {(size_t)ckk, (size_t)B};
+        if (l->host) {
+            struct kdcl__conv_geom cg = conv_geom(l, B);
+            return kdcl__host_conv_forward(ctx, &cg, x, l->w, l->b, l->out);
+        }
         struct kdcl_arg a[] = {T(x), T(l->aux), I(B), I(l->ic), I(l->ih),
                                I(l->iw), I(s->kernel), I(s->stride),
                                I(s->padding), I(l->oh), I(l->ow)};
@@ -578,6 +602,12 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
 
     switch (s->kind) {
     case KDCL__L_LINEAR:
+        if (l->host) {
+            struct kdcl__conv_geom lg = conv_geom(l, B);
+            return kdcl__host_linear_backward(ctx, &lg, l->in, l->w, gy,
+                                              l->gw, l->gb,
+                                              need_gin ? l->gin : NULL);
+        }
         status = kdcl_gemm(ctx, 1, 0, (size_t)l->oc, (size_t)l->in_per,
                            (size_t)B, 1.0f, gy, 0, (size_t)l->oc, l->in, 0,
                            (size_t)l->in_per, 0.0f, l->gw, 0,
@@ -593,6 +623,11 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
         return status;
     case KDCL__L_CONV2D: {
         int64_t P = l->oh * l->ow, ckk = l->ic * s->kernel * s->kernel;
+        if (l->host) {
+            struct kdcl__conv_geom cg = conv_geom(l, B);
+            return kdcl__host_conv_backward(ctx, &cg, l->in, l->w, gy, l->gw,
+                                            l->gb, need_gin ? l->gin : NULL);
+        }
         /* dW = sum_b gy_b [OC, P] col_b^T [P, CKK]; db = sums of gy. */
         status = kdcl_gemm_batched(
             ctx, 0, 1, (size_t)l->oc, (size_t)ckk, (size_t)P, 1.0f, gy, 0,

@@ -59,6 +59,43 @@ struct kdcl__model {
     int input_grad;            /* backward also computes d loss / d input */
 };
 
+/* A host layer's geometry: batch b, input [c, h, w], oc output channels,
+   square kernel k, stride s, padding p, output [oc, oh, ow] (Linear: b, c
+   in and oc out features, the rest unused). */
+struct kdcl__conv_geom {
+    int64_t b, c, h, w, oc, k, s, p, oh, ow;
+};
+
+/* Whether Conv2d and Linear run on the host path (core/host.c): on CPU
+   devices with a host BLAS, unless KDCL_LAYERS=kernel or checker mode;
+   KDCL_LAYERS=host forces it. */
+bool kdcl__host_layers_wanted(const kdcl_context *ctx);
+/* y [b, oc, oh, ow] = conv(x [b, c, h, w], w [oc, c, k, k]) + bias [oc]. */
+int kdcl__host_conv_forward(kdcl_context *ctx,
+                            const struct kdcl__conv_geom *g,
+                            const kdcl_tensor *x, const kdcl_tensor *w,
+                            const kdcl_tensor *bias, kdcl_tensor *y);
+/* gw, gb (overwritten) and, unless gx is NULL, gx (overwritten) from the
+   output gradient gy. */
+int kdcl__host_conv_backward(kdcl_context *ctx,
+                             const struct kdcl__conv_geom *g,
+                             const kdcl_tensor *x, const kdcl_tensor *w,
+                             const kdcl_tensor *gy, kdcl_tensor *gw,
+                             kdcl_tensor *gb, kdcl_tensor *gx);
+
+/* y [b, oc] = x [b, c] w^T + bias, w [oc, c] (geometry: b, c, oc). */
+int kdcl__host_linear_forward(kdcl_context *ctx,
+                              const struct kdcl__conv_geom *g,
+                              const kdcl_tensor *x, const kdcl_tensor *w,
+                              const kdcl_tensor *bias, kdcl_tensor *y);
+/* gw = gy^T x, gb = column sums of gy (rows in order), and unless gx is
+   NULL gx = gy w (all overwritten). */
+int kdcl__host_linear_backward(kdcl_context *ctx,
+                               const struct kdcl__conv_geom *g,
+                               const kdcl_tensor *x, const kdcl_tensor *w,
+                               const kdcl_tensor *gy, kdcl_tensor *gw,
+                               kdcl_tensor *gb, kdcl_tensor *gx);
+
 /* Build a model for per-sample input shape in (rank 1..3) from specs.
    Parameters are initialised as PyTorch does by default (kaiming-uniform
    weights with a = sqrt(5), uniform(+-1/sqrt(fan_in)) biases) from seed. */

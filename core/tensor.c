@@ -1,6 +1,7 @@
 /*
  * core/tensor.c - device tensors (typed, shaped OpenCL buffers and views of
- * them), copies and fills, and GEMM through CLBlast.
+ * them), copies and fills, and GEMM through CLBlast (or the host BLAS on
+ * CPU devices: core/host.c).
  */
 #include "internal.h"
 #include "nn.h"
@@ -8,19 +9,6 @@
 #include <clblast_c.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#if defined(KDCL_HAVE_BLIS)
-#include <blis.h>
-#include <pthread.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include <unistd.h>
-#define KDCL_HOST_GEMM 1
-#elif defined(KDCL_HAVE_CBLAS)
-#include <cblas.h>
-#define KDCL_HOST_GEMM 1
-#endif
 
 static int check_shape(kdcl_context *ctx, int dtype, uint32_t ndim,
                        const int64_t *shape, int64_t *numel)
@@ -356,196 +344,6 @@ static int gemm_check(kdcl_context *ctx, const kdcl_tensor *t, size_t off,
     return KDCL_OK;
 }
 
-#ifdef KDCL_HOST_GEMM
-/*
- * On CPU devices the buffers live in host memory, and an optimised host
- * BLAS is several times faster than CLBlast's OpenCL kernels there
- * (docs/performance.md).  The queue is drained, the buffers are mapped
- * (zero-copy on CPU drivers), the host SGEMM runs (BLIS where the build
- * found it, else OpenBLAS's CBLAS), and the maps are released in queue
- * order.  KDCL_GEMM=clblast turns this off; KDCL_GEMM=host turns
- * it on for any device (the checker run uses it: CLBlast's kernels are
- * not kdcl's to check).
- */
-static bool host_gemm_wanted(const kdcl_context *ctx)
-{
-    const char *e = getenv("KDCL_GEMM");
-    if (e && !strcmp(e, "clblast"))
-        return false;
-    if (e && !strcmp(e, "host"))
-        return true; /* any device whose buffers can be mapped */
-    return ctx->devices[ctx->dev_index].type == KDCL_DEVICE_CPU;
-}
-
-#ifdef KDCL_HAVE_BLIS
-/* BLIS runs single-threaded unless told: use every online CPU unless
-   BLIS_NUM_THREADS or OMP_NUM_THREADS says otherwise. */
-static void blis_threads_once(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!getenv("BLIS_NUM_THREADS") && !getenv("OMP_NUM_THREADS") && n > 1)
-        bli_thread_set_num_threads((dim_t)n);
-}
-#endif
-
-/* Row-major C = alpha op(A) op(B) + beta C on the host; with BLIS,
-   single-threaded when one_thread (the caller runs several at once). */
-static void host_sgemm(int trans_a, int trans_b, size_t m, size_t n,
-                       size_t k, float alpha, const float *a, size_t lda,
-                       const float *b, size_t ldb, float beta, float *c,
-                       size_t ldc, int one_thread)
-{
-#ifdef KDCL_HAVE_BLIS
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    pthread_once(&once, blis_threads_once);
-    if (one_thread)
-        bli_rntm_set_num_threads(1, &rntm);
-    /* BLIS takes op()'s dimensions and the stored matrix's strides. */
-    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-                 trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m,
-                 (dim_t)n, (dim_t)k, &alpha, (float *)a, (inc_t)lda, 1,
-                 (float *)b, (inc_t)ldb, 1, &beta, c, (inc_t)ldc, 1, NULL,
-                 one_thread ? &rntm : NULL);
-#else
-    (void)one_thread;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-                alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
-#endif
-}
-
-/*
- * The batch of products on the host.  A batch of small GEMMs (one per
- * image in a convolution) gains little from threads inside each one, so
- * with BLIS the items are spread over the threads, each running
- * single-threaded: with separate C blocks each thread takes a contiguous
- * share of the items; summed into one C (c_stride 0), thread 0 sums its
- * share into C and every other thread into its own zeroed block, added
- * to C in thread order afterwards (deterministic for a thread count).
- */
-static int host_gemm_batch(int trans_a, int trans_b, size_t m, size_t n,
-                           size_t k, float alpha, const float *a,
-                           size_t lda, size_t a_stride, const float *b,
-                           size_t ldb, size_t b_stride, float beta, float *c,
-                           size_t ldc, size_t c_stride, size_t batch)
-{
-    int nt = 1;
-    float *part = NULL;
-#if defined(KDCL_HAVE_BLIS) && defined(_OPENMP)
-    nt = omp_get_max_threads();
-    if ((size_t)nt > batch)
-        nt = (int)batch;
-    if (nt > 1 && c_stride == 0) {
-        part = calloc((size_t)(nt - 1) * m * n, sizeof *part);
-        if (!part)
-            return KDCL_ENOMEM;
-    }
-#endif
-    if (nt <= 1) {
-        for (size_t i = 0; i < batch; i++)
-            host_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * a_stride,
-                       lda, b + i * b_stride, ldb,
-                       (c_stride == 0 && i > 0) ? 1.0f : beta,
-                       c + i * c_stride, ldc, 0);
-        return KDCL_OK;
-    }
-#if defined(KDCL_HAVE_BLIS) && defined(_OPENMP)
-#pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num();
-        const size_t lo = batch * (size_t)t / (size_t)nt;
-        const size_t hi = batch * (size_t)(t + 1) / (size_t)nt;
-        for (size_t i = lo; i < hi; i++) {
-            float *ci = c + i * c_stride;
-            size_t ld = ldc;
-            float bi = beta;
-            if (c_stride == 0) {
-                if (t > 0) {
-                    ci = part + (size_t)(t - 1) * m * n;
-                    ld = n;
-                    bi = i > lo ? 1.0f : 0.0f;
-                } else if (i > lo) {
-                    bi = 1.0f;
-                }
-            }
-            host_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * a_stride,
-                       lda, b + i * b_stride, ldb, bi, ci, ld, 1);
-        }
-    }
-    if (part) {
-        for (int t = 1; t < nt; t++)
-            for (size_t r = 0; r < m; r++)
-                for (size_t j = 0; j < n; j++)
-                    c[r * ldc + j] += part[((size_t)(t - 1) * m + r) * n + j];
-        free(part);
-    }
-#endif
-    return KDCL_OK;
-}
-
-static int host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
-                     size_t n, size_t k, float alpha, const kdcl_tensor *a,
-                     size_t a_off, size_t lda, size_t a_stride,
-                     const kdcl_tensor *b, size_t b_off, size_t ldb,
-                     size_t b_stride, float beta, kdcl_tensor *c,
-                     size_t c_off, size_t ldc, size_t c_stride, size_t batch)
-{
-    const kdcl_tensor *ts[3] = {a, b, c};
-    float *p[3] = {NULL, NULL, NULL};
-    cl_int err = clFinish(ctx->queue);
-    int status = KDCL_OK;
-    /* In checker mode the buffers are copied rather than mapped: Oclgrind
-       does not see host writes through a map as initialising memory. */
-    const bool copy = ctx->quarantine;
-    for (int i = 0; i < 3 && err == CL_SUCCESS; i++) {
-        if (copy) {
-            p[i] = malloc(ts[i]->bytes ? ts[i]->bytes : 1);
-            err = p[i] ? clEnqueueReadBuffer(ctx->queue, ts[i]->mem, CL_TRUE,
-                                             ts[i]->offset, ts[i]->bytes,
-                                             p[i], 0, NULL, NULL)
-                       : CL_OUT_OF_HOST_MEMORY;
-            continue;
-        }
-        p[i] = clEnqueueMapBuffer(ctx->queue, ts[i]->mem, CL_TRUE,
-                                  i == 2 ? CL_MAP_READ | CL_MAP_WRITE
-                                         : CL_MAP_READ,
-                                  ts[i]->offset, ts[i]->bytes, 0, NULL, NULL,
-                                  &err);
-    }
-    if (err != CL_SUCCESS) {
-        status = kdcl__cl_error(ctx, err, "clEnqueueMapBuffer (host GEMM)");
-    } else {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        status = host_gemm_batch(trans_a, trans_b, m, n, k, alpha,
-                                 p[0] + a_off, lda, a_stride, p[1] + b_off,
-                                 ldb, b_stride, beta, p[2] + c_off, ldc,
-                                 c_stride, batch);
-        if (status)
-            kdcl__error(ctx, status, "host GEMM: out of memory");
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (ctx->profiling)
-            kdcl__profile_add_ns(
-                ctx, "host_sgemm",
-                (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll
-                           + (t1.tv_nsec - t0.tv_nsec)));
-    }
-    if (copy && !status
-        && clEnqueueWriteBuffer(ctx->queue, c->mem, CL_TRUE, c->offset,
-                                c->bytes, p[2], 0, NULL, NULL)
-               != CL_SUCCESS)
-        status = kdcl__error(ctx, KDCL_ECL, "host GEMM: writing C back");
-    for (int i = 0; i < 3; i++) {
-        if (p[i] && copy)
-            free(p[i]);
-        else if (p[i])
-            clEnqueueUnmapMemObject(ctx->queue, ts[i]->mem, p[i], 0, NULL,
-                                    NULL);
-    }
-    return status;
-}
-#endif
 
 /* C block = beta * C block (zero when beta is 0), at element offset off
    of c's whole buffer (views included: the root buffer is passed, so no
@@ -605,12 +403,10 @@ int kdcl_gemm_batched(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
         }
         return KDCL_OK;
     }
-#ifdef KDCL_HOST_GEMM
-    if (host_gemm_wanted(ctx))
-        return host_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda,
-                         a_stride, b, b_off, ldb, b_stride, beta, c, c_off,
-                         ldc, c_stride, batch);
-#endif
+    if (kdcl__host_gemm_wanted(ctx))
+        return kdcl__host_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a,
+                               a_off, lda, a_stride, b, b_off, ldb, b_stride,
+                               beta, c, c_off, ldc, c_stride, batch);
     ctx->used_clblast = true;
     if (beta == 0.0f) {
         /* CLBlast reads C even when beta is 0, so NaN or garbage in C

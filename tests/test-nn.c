@@ -148,7 +148,17 @@ static void check_grads(struct net *n, double lo, double hi, double h,
     free(gx);
 }
 
-Test(nn, linear_gradients)
+/* Conv2d and Linear run as device kernels (im2col, col2im, bias) with
+   GEMM, or on the host path of CPU devices (core/host.c): their tests run
+   both. */
+static const char *const layer_paths[] = {"kernel", "host"};
+#define FOR_EACH_LAYER_PATH(body)                                             \
+    for (size_t path_ = 0; path_ < 2; path_++) {                             \
+        cr_assert_eq(setenv("KDCL_LAYERS", layer_paths[path_], 1), 0);          \
+        body;                                                                \
+    }
+
+static void linear_grads_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_LINEAR)};
     int64_t in[1] = {7};
@@ -159,7 +169,12 @@ Test(nn, linear_gradients)
     net_free(&n);
 }
 
-Test(nn, conv2d_gradients_stride_and_padding)
+Test(nn, linear_gradients)
+{
+    FOR_EACH_LAYER_PATH(linear_grads_case());
+}
+
+static void conv_grads_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_CONV2D), L(KDCL__L_FLATTEN)};
     int64_t in[3] = {2, 6, 5};
@@ -171,6 +186,11 @@ Test(nn, conv2d_gradients_stride_and_padding)
     net_init(&n, s, 2, 3, in, 2);
     check_grads(&n, -1, 1, 1e-2, 2e-3);
     net_free(&n);
+}
+
+Test(nn, conv2d_gradients_stride_and_padding)
+{
+    FOR_EACH_LAYER_PATH(conv_grads_case());
 }
 
 Test(nn, relu_gradients)
@@ -304,7 +324,7 @@ Test(nn, batchnorm_running_stats_and_eval)
     net_free(&n);
 }
 
-Test(nn, conv2d_matches_naive_reference)
+static void conv_reference_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_CONV2D), L(KDCL__L_FLATTEN)};
     int64_t in[3] = {3, 7, 6};
@@ -351,6 +371,11 @@ Test(nn, conv2d_matches_naive_reference)
                 }
     free(y);
     net_free(&n);
+}
+
+Test(nn, conv2d_matches_naive_reference)
+{
+    FOR_EACH_LAYER_PATH(conv_reference_case());
 }
 
 Test(nn, maxpool_matches_naive_reference)

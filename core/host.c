@@ -1,0 +1,599 @@
+/*
+ * core/host.c - the host compute path of CPU devices.  On a CPU device the
+ * buffers live in host memory and an optimised host BLAS is several times
+ * faster than CLBlast's OpenCL kernels there (docs/performance.md), so
+ * GEMM and the GEMM-bound layers (Conv2d as im2col + GEMM per image,
+ * Linear with its bias) run on the host: the queue is drained, the
+ * buffers are mapped (zero-copy on CPU drivers), the work runs on the host
+ * threads, and the maps are released in queue order.  A layer maps its
+ * buffers once for all its work (forward: product and bias; backward: the
+ * weight, bias and input gradients), where kernels + GEMM would drain the
+ * queue once per product and launch the rest as kernels.
+ *
+ * BLIS where the build found it (threads from OpenMP: a batch of small
+ * products is spread over the threads, each single-threaded), else
+ * OpenBLAS's CBLAS, else no host path at all.  KDCL_GEMM=clblast turns the
+ * path off; KDCL_GEMM=host turns host GEMM on for any device whose buffers
+ * can be mapped (the checker run uses it: CLBlast's kernels are not kdcl's
+ * to check).  KDCL_LAYERS=kernel keeps the layers on the device kernels
+ * (im2col, col2im, bias) with host GEMM; KDCL_LAYERS=host forces the host
+ * layers.  In checker mode (quarantine) the buffers are copied rather
+ * than mapped, and the layers stay on the kernels unless forced, so the
+ * checker sees them.
+ *
+ * Every sum runs in a fixed order for a given thread count, so results are
+ * bit-identical run to run on one machine.
+ */
+#include "internal.h"
+#include "nn.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(KDCL_HAVE_BLIS)
+#include <blis.h>
+#include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <unistd.h>
+#define KDCL_HOST 1
+#elif defined(KDCL_HAVE_CBLAS)
+#include <cblas.h>
+#define KDCL_HOST 1
+#endif
+
+bool kdcl__host_gemm_wanted(const kdcl_context *ctx)
+{
+#ifdef KDCL_HOST
+    const char *e = getenv("KDCL_GEMM");
+    if (e && !strcmp(e, "clblast"))
+        return false;
+    if (e && !strcmp(e, "host"))
+        return true; /* any device whose buffers can be mapped */
+    return ctx->devices[ctx->dev_index].type == KDCL_DEVICE_CPU;
+#else
+    (void)ctx;
+    return false;
+#endif
+}
+
+bool kdcl__host_layers_wanted(const kdcl_context *ctx)
+{
+#ifdef KDCL_HOST
+    const char *e = getenv("KDCL_LAYERS");
+    if (e && !strcmp(e, "kernel"))
+        return false;
+    if (e && !strcmp(e, "host"))
+        return true;
+    return !ctx->quarantine && kdcl__host_gemm_wanted(ctx);
+#else
+    (void)ctx;
+    return false;
+#endif
+}
+
+#ifdef KDCL_HOST
+/* ---------------------------------------------------------------------- */
+/* Mapping                                                                 */
+
+struct host_buf {
+    const kdcl_tensor *t; /* NULL: unused slot */
+    int write;            /* the host writes it */
+    float *p;
+};
+
+static void unmap_all(kdcl_context *ctx, struct host_buf *m, int n,
+                      int write_back)
+{
+    for (int i = 0; i < n; i++) {
+        if (!m[i].p)
+            continue;
+        if (ctx->quarantine) {
+            if (write_back && m[i].write
+                && clEnqueueWriteBuffer(ctx->queue, m[i].t->mem, CL_TRUE,
+                                        m[i].t->offset, m[i].t->bytes,
+                                        m[i].p, 0, NULL, NULL)
+                       != CL_SUCCESS)
+                write_back = -1;
+            free(m[i].p);
+        } else {
+            clEnqueueUnmapMemObject(ctx->queue, m[i].t->mem, m[i].p, 0,
+                                    NULL, NULL);
+        }
+        m[i].p = NULL;
+    }
+    if (write_back < 0)
+        kdcl__error(ctx, KDCL_ECL, "host path: writing a result back");
+}
+
+/* Drain the queue and map every buffer (copies in checker mode: Oclgrind
+   does not see host writes through a map as initialising memory). */
+static int map_all(kdcl_context *ctx, struct host_buf *m, int n)
+{
+    cl_int err = clFinish(ctx->queue);
+    for (int i = 0; i < n && err == CL_SUCCESS; i++) {
+        const kdcl_tensor *t = m[i].t;
+        if (!t)
+            continue;
+        if (ctx->quarantine) {
+            m[i].p = malloc(t->bytes ? t->bytes : 1);
+            err = m[i].p ? clEnqueueReadBuffer(ctx->queue, t->mem, CL_TRUE,
+                                               t->offset, t->bytes, m[i].p, 0,
+                                               NULL, NULL)
+                         : CL_OUT_OF_HOST_MEMORY;
+            continue;
+        }
+        m[i].p = clEnqueueMapBuffer(
+            ctx->queue, t->mem, CL_TRUE,
+            m[i].write ? CL_MAP_READ | CL_MAP_WRITE : CL_MAP_READ, t->offset,
+            t->bytes, 0, NULL, NULL, &err);
+    }
+    if (err == CL_SUCCESS)
+        return KDCL_OK;
+    unmap_all(ctx, m, n, 0);
+    return kdcl__cl_error(ctx, err, "mapping a buffer for the host path");
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* ---------------------------------------------------------------------- */
+/* GEMM                                                                    */
+
+#ifdef KDCL_HAVE_BLIS
+/* BLIS runs single-threaded unless told: use every online CPU unless
+   BLIS_NUM_THREADS or OMP_NUM_THREADS says otherwise. */
+static void blis_threads_once(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!getenv("BLIS_NUM_THREADS") && !getenv("OMP_NUM_THREADS") && n > 1)
+        bli_thread_set_num_threads((dim_t)n);
+}
+#endif
+
+/* Row-major C = alpha op(A) op(B) + beta C on the host; with BLIS,
+   single-threaded when one_thread (the caller runs several at once). */
+static void host_sgemm(int trans_a, int trans_b, size_t m, size_t n,
+                       size_t k, float alpha, const float *a, size_t lda,
+                       const float *b, size_t ldb, float beta, float *c,
+                       size_t ldc, int one_thread)
+{
+#ifdef KDCL_HAVE_BLIS
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    pthread_once(&once, blis_threads_once);
+    if (one_thread)
+        bli_rntm_set_num_threads(1, &rntm);
+    /* BLIS takes op()'s dimensions and the stored matrix's strides. */
+    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m,
+                 (dim_t)n, (dim_t)k, &alpha, (float *)a, (inc_t)lda, 1,
+                 (float *)b, (inc_t)ldb, 1, &beta, c, (inc_t)ldc, 1, NULL,
+                 one_thread ? &rntm : NULL);
+#else
+    (void)one_thread;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+                alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+#endif
+}
+
+/* Threads to spread `items` independent pieces of work over. */
+static int batch_threads(size_t items)
+{
+    int nt = 1;
+#if defined(KDCL_HAVE_BLIS) && defined(_OPENMP)
+    nt = omp_get_max_threads();
+    if ((size_t)nt > items)
+        nt = (int)items;
+#else
+    (void)items;
+#endif
+    return nt < 1 ? 1 : nt;
+}
+
+/* dst[i] += part[t * stride + i] for i < n, t = 0 .. nt-1 in thread
+   order. */
+static void add_parts(float *dst, const float *part, int nt, size_t n,
+                      size_t stride)
+{
+    for (int t = 0; t < nt; t++)
+        for (size_t i = 0; i < n; i++)
+            dst[i] += part[(size_t)t * stride + i];
+}
+
+/*
+ * The batch of products.  A batch of small GEMMs (one per image in a
+ * convolution) gains little from threads inside each one, so with BLIS the
+ * items are spread over the threads, each running single-threaded: with
+ * separate C blocks each thread takes a contiguous share of the items;
+ * summed into one C (c_stride 0), thread 0 sums its share into C and every
+ * other thread into its own zeroed block, added to C in thread order
+ * afterwards.
+ */
+static int host_gemm_batch(int trans_a, int trans_b, size_t m, size_t n,
+                           size_t k, float alpha, const float *a,
+                           size_t lda, size_t a_stride, const float *b,
+                           size_t ldb, size_t b_stride, float beta, float *c,
+                           size_t ldc, size_t c_stride, size_t batch)
+{
+    const int nt = batch_threads(batch);
+    float *part = NULL;
+    if (nt <= 1) {
+        for (size_t i = 0; i < batch; i++)
+            host_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * a_stride,
+                       lda, b + i * b_stride, ldb,
+                       (c_stride == 0 && i > 0) ? 1.0f : beta,
+                       c + i * c_stride, ldc, 0);
+        return KDCL_OK;
+    }
+    if (c_stride == 0) {
+        part = calloc((size_t)(nt - 1) * m * n, sizeof *part);
+        if (!part)
+            return KDCL_ENOMEM;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        const size_t lo = batch * (size_t)t / (size_t)nt;
+        const size_t hi = batch * (size_t)(t + 1) / (size_t)nt;
+        for (size_t i = lo; i < hi; i++) {
+            float *ci = c + i * c_stride;
+            size_t ld = ldc;
+            float bi = beta;
+            if (c_stride == 0) {
+                if (t > 0) {
+                    ci = part + (size_t)(t - 1) * m * n;
+                    ld = n;
+                    bi = i > lo ? 1.0f : 0.0f;
+                } else if (i > lo) {
+                    bi = 1.0f;
+                }
+            }
+            host_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * a_stride,
+                       lda, b + i * b_stride, ldb, bi, ci, ld, 1);
+        }
+    }
+    if (part) {
+        for (size_t r = 0; r < m; r++)
+            add_parts(c + r * ldc, part + r * n, nt - 1, n, m * n);
+        free(part);
+    }
+    return KDCL_OK;
+}
+
+int kdcl__host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
+                    size_t n, size_t k, float alpha, const kdcl_tensor *a,
+                    size_t a_off, size_t lda, size_t a_stride,
+                    const kdcl_tensor *b, size_t b_off, size_t ldb,
+                    size_t b_stride, float beta, kdcl_tensor *c,
+                    size_t c_off, size_t ldc, size_t c_stride, size_t batch)
+{
+    struct host_buf buf[3] = {{a, 0, NULL}, {b, 0, NULL}, {c, 1, NULL}};
+    uint64_t t0;
+    int status = map_all(ctx, buf, 3);
+    if (status)
+        return status;
+    t0 = now_ns();
+    status = host_gemm_batch(trans_a, trans_b, m, n, k, alpha,
+                             buf[0].p + a_off, lda, a_stride,
+                             buf[1].p + b_off, ldb, b_stride, beta,
+                             buf[2].p + c_off, ldc, c_stride, batch);
+    if (status)
+        kdcl__error(ctx, status, "host GEMM: out of memory");
+    else if (ctx->profiling)
+        kdcl__profile_add_ns(ctx, "host_sgemm", now_ns() - t0);
+    unmap_all(ctx, buf, 3, !status);
+    return status;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Convolution                                                             */
+
+/* col [C*K*K, OH*OW] of one image x [C, H, W]: row (c*K + kh)*K + kw holds
+   x[c, oh*S - P + kh, ow*S - P + kw], 0 outside (as nn_im2col). */
+static void im2col(const struct kdcl__conv_geom *g, const float *x,
+                   float *col)
+{
+    const int64_t K = g->k, OH = g->oh, OW = g->ow;
+    for (int64_t c = 0; c < g->c; c++)
+        for (int64_t kh = 0; kh < K; kh++)
+            for (int64_t kw = 0; kw < K; kw++) {
+                const float *xc = x + c * g->h * g->w;
+                float *o = col + ((c * K + kh) * K + kw) * OH * OW;
+                for (int64_t oh = 0; oh < OH; oh++, o += OW) {
+                    const int64_t ih = oh * g->s - g->p + kh;
+                    if (ih < 0 || ih >= g->h) {
+                        memset(o, 0, sizeof(float) * (size_t)OW);
+                        continue;
+                    }
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        const int64_t iw = ow * g->s - g->p + kw;
+                        o[ow] = (iw >= 0 && iw < g->w) ? xc[ih * g->w + iw]
+                                                       : 0.0f;
+                    }
+                }
+            }
+}
+
+/* gx [C, H, W] = the sum of dcol [C*K*K, OH*OW] over the kernel positions
+   that read each pixel, kernel positions outermost (as nn_col2im). */
+static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
+                   float *gx)
+{
+    const int64_t K = g->k, OH = g->oh, OW = g->ow;
+    memset(gx, 0, sizeof(float) * (size_t)(g->c * g->h * g->w));
+    for (int64_t c = 0; c < g->c; c++)
+        for (int64_t kh = 0; kh < K; kh++)
+            for (int64_t kw = 0; kw < K; kw++) {
+                float *gc = gx + c * g->h * g->w;
+                const float *d = dcol + ((c * K + kh) * K + kw) * OH * OW;
+                for (int64_t oh = 0; oh < OH; oh++, d += OW) {
+                    const int64_t ih = oh * g->s - g->p + kh;
+                    if (ih < 0 || ih >= g->h)
+                        continue;
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        const int64_t iw = ow * g->s - g->p + kw;
+                        if (iw >= 0 && iw < g->w)
+                            gc[ih * g->w + iw] += d[ow];
+                    }
+                }
+            }
+}
+
+static size_t geom_ckk(const struct kdcl__conv_geom *g)
+{
+    return (size_t)(g->c * g->k * g->k);
+}
+
+int kdcl__host_conv_forward(kdcl_context *ctx,
+                            const struct kdcl__conv_geom *g,
+                            const kdcl_tensor *x, const kdcl_tensor *w,
+                            const kdcl_tensor *bias, kdcl_tensor *y)
+{
+    struct host_buf buf[4] = {
+        {x, 0, NULL}, {w, 0, NULL}, {bias, 0, NULL}, {y, 1, NULL}};
+    const size_t ckk = geom_ckk(g), P = (size_t)(g->oh * g->ow);
+    const size_t oc = (size_t)g->oc, B = (size_t)g->b;
+    const size_t in_per = (size_t)(g->c * g->h * g->w);
+    const int nt = batch_threads(B);
+    float *scratch;
+    uint64_t t0;
+    int status;
+    if (B == 0)
+        return KDCL_OK;
+    scratch = malloc(sizeof(float) * ckk * P * (size_t)nt);
+    if (!scratch)
+        return kdcl__error(ctx, KDCL_ENOMEM, "host convolution: out of memory");
+    status = map_all(ctx, buf, 4);
+    if (status) {
+        free(scratch);
+        return status;
+    }
+    t0 = now_ns();
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        float *col = scratch + (size_t)t * ckk * P;
+        for (size_t i = B * (size_t)t / (size_t)nt;
+             i < B * (size_t)(t + 1) / (size_t)nt; i++) {
+            float *yi = buf[3].p + i * oc * P;
+            im2col(g, buf[0].p + i * in_per, col);
+            /* y_i [OC, P] = W [OC, CKK] col [CKK, P] + bias */
+            host_sgemm(0, 0, oc, P, ckk, 1.0f, buf[1].p, ckk, col, P, 0.0f,
+                       yi, P, nt > 1);
+            for (size_t o = 0; o < oc; o++)
+                for (size_t p = 0; p < P; p++)
+                    yi[o * P + p] += buf[2].p[o];
+        }
+    }
+    if (ctx->profiling)
+        kdcl__profile_add_ns(ctx, "host_conv_forward", now_ns() - t0);
+    unmap_all(ctx, buf, 4, 1);
+    free(scratch);
+    return KDCL_OK;
+}
+
+int kdcl__host_conv_backward(kdcl_context *ctx,
+                             const struct kdcl__conv_geom *g,
+                             const kdcl_tensor *x, const kdcl_tensor *w,
+                             const kdcl_tensor *gy, kdcl_tensor *gw,
+                             kdcl_tensor *gb, kdcl_tensor *gx)
+{
+    struct host_buf buf[6] = {{x, 0, NULL},  {w, 0, NULL},  {gy, 0, NULL},
+                              {gw, 1, NULL}, {gb, 1, NULL}, {gx, 1, NULL}};
+    const size_t ckk = geom_ckk(g), P = (size_t)(g->oh * g->ow);
+    const size_t oc = (size_t)g->oc, B = (size_t)g->b;
+    const size_t in_per = (size_t)(g->c * g->h * g->w);
+    const int nt = batch_threads(B);
+    /* Per thread: a col block, and its own dW and db sums (added in
+       thread order afterwards). */
+    const size_t per = ckk * P + oc * ckk + oc;
+    float *scratch;
+    uint64_t t0;
+    int status;
+    if (B == 0)
+        return KDCL_OK;
+    scratch = calloc(per * (size_t)nt, sizeof(float));
+    if (!scratch)
+        return kdcl__error(ctx, KDCL_ENOMEM, "host convolution: out of memory");
+    status = map_all(ctx, buf, 6);
+    if (status) {
+        free(scratch);
+        return status;
+    }
+    t0 = now_ns();
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        float *col = scratch + (size_t)t * per;
+        float *dw = col + ckk * P, *db = dw + oc * ckk;
+        for (size_t i = B * (size_t)t / (size_t)nt;
+             i < B * (size_t)(t + 1) / (size_t)nt; i++) {
+            const float *gyi = buf[2].p + i * oc * P;
+            im2col(g, buf[0].p + i * in_per, col);
+            /* dW += gy_i [OC, P] col^T [P, CKK]; db += row sums of gy_i */
+            host_sgemm(0, 1, oc, ckk, P, 1.0f, gyi, P, col, P, 1.0f, dw, ckk,
+                       nt > 1);
+            for (size_t o = 0; o < oc; o++) {
+                float s = 0.0f;
+                for (size_t p = 0; p < P; p++)
+                    s += gyi[o * P + p];
+                db[o] += s;
+            }
+            if (gx) {
+                /* dcol [CKK, P] = W^T gy_i, folded back into the image */
+                host_sgemm(1, 0, ckk, P, oc, 1.0f, buf[1].p, ckk, gyi, P,
+                           0.0f, col, P, nt > 1);
+                col2im(g, col, buf[5].p + i * in_per);
+            }
+        }
+    }
+    memset(buf[3].p, 0, sizeof(float) * oc * ckk);
+    memset(buf[4].p, 0, sizeof(float) * oc);
+    add_parts(buf[3].p, scratch + ckk * P, nt, oc * ckk, per);
+    add_parts(buf[4].p, scratch + ckk * P + oc * ckk, nt, oc, per);
+    if (ctx->profiling)
+        kdcl__profile_add_ns(ctx, "host_conv_backward", now_ns() - t0);
+    unmap_all(ctx, buf, 6, 1);
+    free(scratch);
+    return KDCL_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Linear                                                                  */
+
+int kdcl__host_linear_forward(kdcl_context *ctx,
+                              const struct kdcl__conv_geom *g,
+                              const kdcl_tensor *x, const kdcl_tensor *w,
+                              const kdcl_tensor *bias, kdcl_tensor *y)
+{
+    struct host_buf buf[4] = {
+        {x, 0, NULL}, {w, 0, NULL}, {bias, 0, NULL}, {y, 1, NULL}};
+    const size_t B = (size_t)g->b, in = (size_t)g->c, out = (size_t)g->oc;
+    uint64_t t0;
+    int status;
+    if (B == 0)
+        return KDCL_OK;
+    status = map_all(ctx, buf, 4);
+    if (status)
+        return status;
+    t0 = now_ns();
+    /* y = bias broadcast, then y += x w^T */
+    for (size_t r = 0; r < B; r++)
+        memcpy(buf[3].p + r * out, buf[2].p, sizeof(float) * out);
+    host_sgemm(0, 1, B, out, in, 1.0f, buf[0].p, in, buf[1].p, in, 1.0f,
+               buf[3].p, out, 0);
+    if (ctx->profiling)
+        kdcl__profile_add_ns(ctx, "host_linear_forward", now_ns() - t0);
+    unmap_all(ctx, buf, 4, 1);
+    return KDCL_OK;
+}
+
+int kdcl__host_linear_backward(kdcl_context *ctx,
+                               const struct kdcl__conv_geom *g,
+                               const kdcl_tensor *x, const kdcl_tensor *w,
+                               const kdcl_tensor *gy, kdcl_tensor *gw,
+                               kdcl_tensor *gb, kdcl_tensor *gx)
+{
+    struct host_buf buf[6] = {{x, 0, NULL},  {w, 0, NULL},  {gy, 0, NULL},
+                              {gw, 1, NULL}, {gb, 1, NULL}, {gx, 1, NULL}};
+    const size_t B = (size_t)g->b, in = (size_t)g->c, out = (size_t)g->oc;
+    uint64_t t0;
+    int status;
+    if (B == 0)
+        return KDCL_OK;
+    status = map_all(ctx, buf, 6);
+    if (status)
+        return status;
+    t0 = now_ns();
+    /* gw [out, in] = gy^T x; gb = column sums of gy, rows in order */
+    host_sgemm(1, 0, out, in, B, 1.0f, buf[2].p, out, buf[0].p, in, 0.0f,
+               buf[3].p, in, 0);
+    memcpy(buf[4].p, buf[2].p, sizeof(float) * out);
+    for (size_t r = 1; r < B; r++)
+        for (size_t o = 0; o < out; o++)
+            buf[4].p[o] += buf[2].p[r * out + o];
+    if (gx) /* gx [B, in] = gy w */
+        host_sgemm(0, 0, B, in, out, 1.0f, buf[2].p, out, buf[1].p, in, 0.0f,
+                   buf[5].p, in, 0);
+    if (ctx->profiling)
+        kdcl__profile_add_ns(ctx, "host_linear_backward", now_ns() - t0);
+    unmap_all(ctx, buf, 6, 1);
+    return KDCL_OK;
+}
+
+#else /* no host BLAS */
+
+static int no_host(kdcl_context *ctx)
+{
+    return kdcl__error(ctx, KDCL_EINVAL, "built without a host BLAS");
+}
+
+int kdcl__host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
+                    size_t n, size_t k, float alpha, const kdcl_tensor *a,
+                    size_t a_off, size_t lda, size_t a_stride,
+                    const kdcl_tensor *b, size_t b_off, size_t ldb,
+                    size_t b_stride, float beta, kdcl_tensor *c,
+                    size_t c_off, size_t ldc, size_t c_stride, size_t batch)
+{
+    (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha;
+    (void)a, (void)a_off, (void)lda, (void)a_stride, (void)b, (void)b_off;
+    (void)ldb, (void)b_stride, (void)beta, (void)c, (void)c_off, (void)ldc;
+    (void)c_stride, (void)batch;
+    return no_host(ctx);
+}
+
+int kdcl__host_conv_forward(kdcl_context *ctx,
+                            const struct kdcl__conv_geom *g,
+                            const kdcl_tensor *x, const kdcl_tensor *w,
+                            const kdcl_tensor *bias, kdcl_tensor *y)
+{
+    (void)g, (void)x, (void)w, (void)bias, (void)y;
+    return no_host(ctx);
+}
+
+int kdcl__host_conv_backward(kdcl_context *ctx,
+                             const struct kdcl__conv_geom *g,
+                             const kdcl_tensor *x, const kdcl_tensor *w,
+                             const kdcl_tensor *gy, kdcl_tensor *gw,
+                             kdcl_tensor *gb, kdcl_tensor *gx)
+{
+    (void)g, (void)x, (void)w, (void)gy, (void)gw, (void)gb, (void)gx;
+    return no_host(ctx);
+}
+
+int kdcl__host_linear_forward(kdcl_context *ctx,
+                              const struct kdcl__conv_geom *g,
+                              const kdcl_tensor *x, const kdcl_tensor *w,
+                              const kdcl_tensor *bias, kdcl_tensor *y)
+{
+    return kdcl__host_conv_forward(ctx, g, x, w, bias, y);
+}
+
+int kdcl__host_linear_backward(kdcl_context *ctx,
+                               const struct kdcl__conv_geom *g,
+                               const kdcl_tensor *x, const kdcl_tensor *w,
+                               const kdcl_tensor *gy, kdcl_tensor *gw,
+                               kdcl_tensor *gb, kdcl_tensor *gx)
+{
+    return kdcl__host_conv_backward(ctx, g, x, w, gy, gw, gb, gx);
+}
+#endif /* KDCL_HOST */
