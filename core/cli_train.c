@@ -26,7 +26,9 @@ static const char train_help[] =
     "does not exist).  Keys (dotted for --set, e.g. train.epochs=3):\n"
     "  device, seed\n"
     "  data.dir (default /usr/share/datasets/fashion-mnist), data.batch_size,\n"
-    "  data.mean, data.std, data.limit, data.test_limit, data.validation\n"
+    "  data.mean, data.std, data.limit, data.test_limit, data.validation,\n"
+    "      data.student_limit (distill: the students train on the first N\n"
+    "      training samples, the teacher on all)\n"
     "  model|teacher|student: arch (mlp|lenet5|custom), width, hidden,\n"
     "      sizes, dropout, layers, taps; teacher.weights, teacher.epochs\n"
     "  plugin.name, plugin.params.<name>, plugin.dir\n"
@@ -91,9 +93,9 @@ static int read_settings(struct run_cfg *rc, char *err, size_t len)
     static const char *const top[] = {"device", "seed", "data", "model",
                                       "teacher", "student", "plugin",
                                       "train", "output", NULL};
-    static const char *const data_keys[] = {"dir",   "batch_size", "mean",
-                                            "std",   "limit", "test_limit",
-                                            "validation", NULL};
+    static const char *const data_keys[] = {
+        "dir",        "batch_size", "mean",          "std", "limit",
+        "test_limit", "validation", "student_limit", NULL};
     static const char *const train_keys[] = {
         "epochs",   "optimizer", "lr",        "momentum", "nesterov",
         "weight_decay", "schedule", "step_size", "gamma", "min_lr",
@@ -554,6 +556,21 @@ int cli_distill(int argc, char **argv)
                                     &t_acc);
         if (status && !err[0])
             snprintf(err, sizeof err, "%s", kdcl_context_errmsg(rc.ctx));
+    }
+    /* The students may train on fewer samples than the teacher (Hinton
+       et al. 2015: soft targets as regularisers on a small transfer
+       set): the first N of the training set. */
+    if (!status) {
+        int64_t n;
+        status = kdcl__config_int(rc.cfg, "data.student_limit", 0, 0,
+                                  INT32_MAX, &n, err, sizeof err);
+        if (!status && n > 0 && n < rc.dtrain.n) {
+            fprintf(stderr,
+                    "distill: the students train on the first %lld of %lld "
+                    "training samples\n",
+                    (long long)n, (long long)rc.dtrain.n);
+            rc.dtrain.n = n;
+        }
     }
     /* Default taps for the feature inputs the plugin reads. */
     for (uint32_t i = 0; !status && i < plugin->n_inputs; i++) {

@@ -83,8 +83,10 @@ struct host_buf {
     float *p;
 };
 
-static void unmap_all(kdcl_context *ctx, struct host_buf *m, int n,
-                      int write_back)
+/* Release the maps (in checker mode: write the results back, when
+   write_back, and free the copies). */
+static int unmap_all(kdcl_context *ctx, struct host_buf *m, int n,
+                     int write_back)
 {
     for (int i = 0; i < n; i++) {
         if (!m[i].p)
@@ -104,7 +106,8 @@ static void unmap_all(kdcl_context *ctx, struct host_buf *m, int n,
         m[i].p = NULL;
     }
     if (write_back < 0)
-        kdcl__error(ctx, KDCL_ECL, "host path: writing a result back");
+        return kdcl__error(ctx, KDCL_ECL, "host path: writing a result back");
+    return KDCL_OK;
 }
 
 /* Drain the queue and map every buffer (copies in checker mode: Oclgrind
@@ -288,12 +291,13 @@ int kdcl__host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                              buf[0].p + a_off, lda, a_stride,
                              buf[1].p + b_off, ldb, b_stride, beta,
                              buf[2].p + c_off, ldc, c_stride, batch);
-    if (status)
-        kdcl__error(ctx, status, "host GEMM: out of memory");
-    else if (ctx->profiling)
+    if (status) {
+        unmap_all(ctx, buf, 3, 0);
+        return kdcl__error(ctx, status, "host GEMM: out of memory");
+    }
+    if (ctx->profiling)
         kdcl__profile_add_ns(ctx, "host_sgemm", now_ns() - t0);
-    unmap_all(ctx, buf, 3, !status);
-    return status;
+    return unmap_all(ctx, buf, 3, 1);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -402,9 +406,8 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
     }
     if (ctx->profiling)
         kdcl__profile_add_ns(ctx, "host_conv_forward", now_ns() - t0);
-    unmap_all(ctx, buf, 4, 1);
     free(scratch);
-    return KDCL_OK;
+    return unmap_all(ctx, buf, 4, 1);
 }
 
 int kdcl__host_conv_backward(kdcl_context *ctx,
@@ -472,9 +475,8 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     add_parts(buf[4].p, scratch + ckk * P + oc * ckk, nt, oc, per);
     if (ctx->profiling)
         kdcl__profile_add_ns(ctx, "host_conv_backward", now_ns() - t0);
-    unmap_all(ctx, buf, 6, 1);
     free(scratch);
-    return KDCL_OK;
+    return unmap_all(ctx, buf, 6, 1);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -503,8 +505,7 @@ int kdcl__host_linear_forward(kdcl_context *ctx,
                buf[3].p, out, 0);
     if (ctx->profiling)
         kdcl__profile_add_ns(ctx, "host_linear_forward", now_ns() - t0);
-    unmap_all(ctx, buf, 4, 1);
-    return KDCL_OK;
+    return unmap_all(ctx, buf, 4, 1);
 }
 
 int kdcl__host_linear_backward(kdcl_context *ctx,
@@ -536,8 +537,7 @@ int kdcl__host_linear_backward(kdcl_context *ctx,
                    buf[5].p, in, 0);
     if (ctx->profiling)
         kdcl__profile_add_ns(ctx, "host_linear_backward", now_ns() - t0);
-    unmap_all(ctx, buf, 6, 1);
-    return KDCL_OK;
+    return unmap_all(ctx, buf, 6, 1);
 }
 
 #else /* no host BLAS */

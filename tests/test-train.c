@@ -221,6 +221,43 @@ Test(train, distill_multiteacher_with_one_teacher)
     distill_small("multiteacher", "{}");
 }
 
+/* data.student_limit: the students train on the first N samples, the
+   teacher (cached from the first run) on all of them. */
+Test(train, distill_student_limit_trains_the_students_on_fewer_samples)
+{
+    const char *p;
+    char args[2048], js[600];
+    double all, same, fewer, teacher;
+    need_data();
+    p = write_cfg("limit.yaml", "data: {limit: 1000, test_limit: 500}\n"
+                                "teacher: {arch: mlp, hidden: [64], "
+                                "epochs: 1}\n"
+                                "student: {arch: mlp, hidden: [32]}\n"
+                                "plugin: {name: hinton}\n"
+                                "train: {epochs: 1, lr: 0.05}\n");
+    snprintf(js, sizeof js, "%s/limit.json", th_tmpdir());
+#define RUN_LIMIT(extra)                                                     \
+    snprintf(args, sizeof args,                                              \
+             "distill %s --json %s --set teacher.weights=%s/t3.st %s", p, js, \
+             th_tmpdir(), extra);                                            \
+    cr_assert_eq(th_cli(args, out, sizeof out, err, sizeof err), 0, "%s", err)
+    RUN_LIMIT("");
+    all = json_number(js, "student_accuracy");
+    teacher = json_number(js, "teacher_accuracy");
+    RUN_LIMIT("--set data.student_limit=5000"); /* more than there are */
+    same = json_number(js, "student_accuracy");
+    cr_assert(!strstr(err, "students train on the first"), "%s", err);
+    RUN_LIMIT("--set data.student_limit=128");
+    fewer = json_number(js, "student_accuracy");
+    cr_assert(strstr(err, "students train on the first 128 of 1000"), "%s",
+              err);
+#undef RUN_LIMIT
+    cr_assert_eq(same, all, "a limit above the set size changes nothing");
+    cr_assert_neq(fewer, all, "128 samples train a different student");
+    cr_assert_eq(json_number(js, "teacher_accuracy"), teacher,
+                 "the teacher is the same");
+}
+
 Test(train, weights_round_trip_with_pytorch_names)
 {
     kdcl_context *ctx = th_ctx();
