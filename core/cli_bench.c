@@ -409,6 +409,10 @@ static void gemm_section(kdcl_context *ctx, int reps, cJSON *doc)
     const bool cpu = kdcl_context_device(ctx)->type == KDCL_DEVICE_CPU;
     const char *saved = getenv("KDCL_GEMM");
     cJSON *arr = cJSON_AddArrayToObject(doc, "gemm");
+    if (cpu && kdcl__host_blas()) {
+        printf("\nhost BLAS: %s\n", kdcl__host_blas());
+        cJSON_AddStringToObject(doc, "host_blas", kdcl__host_blas());
+    }
     printf("\n%-20s %22s %10s %10s\n", "gemm", "m x n x k", "GFLOP/s",
            cpu ? "CLBlast" : "");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

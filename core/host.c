@@ -36,7 +36,11 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <stdio.h>
 #include <unistd.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 #define KDCL_HOST 1
 #elif defined(KDCL_HAVE_CBLAS)
 #include <cblas.h>
@@ -55,6 +59,26 @@ bool kdcl__host_gemm_wanted(const kdcl_context *ctx)
 #else
     (void)ctx;
     return false;
+#endif
+}
+
+#ifdef KDCL_HAVE_BLIS
+static void blis_threads_once(void);
+static pthread_once_t blis_once = PTHREAD_ONCE_INIT;
+#endif
+
+const char *kdcl__host_blas(void)
+{
+#if defined(KDCL_HAVE_BLIS)
+    static char name[64];
+    pthread_once(&blis_once, blis_threads_once);
+    snprintf(name, sizeof name, "BLIS %s (%s kernels)", bli_info_get_version_str(),
+             bli_arch_string(bli_arch_query_id()));
+    return name;
+#elif defined(KDCL_HAVE_CBLAS)
+    return "OpenBLAS";
+#else
+    return NULL;
 #endif
 }
 
@@ -149,11 +173,46 @@ static uint64_t now_ns(void)
 /* GEMM                                                                    */
 
 #ifdef KDCL_HAVE_BLIS
+/*
+ * BLIS picks its kernels from the CPU once, at its first call.  BLIS 0.9
+ * (Debian 12) knows AMD CPUs up to Zen 3 only: on a Zen 4 or later it falls
+ * back to its generic reference kernels, 60 GFLOP/s where its Zen 3
+ * (AVX2) kernels reach 170-300 on the same two cores
+ * (docs/performance.md).  There, unless the user set BLIS_ARCH_TYPE, kdcl
+ * asks for the Zen 3 kernels, which every later AMD CPU runs.
+ */
+static void blis_arch_choose(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned a, b, c, d, family;
+    char vendor[13];
+    if (getenv("BLIS_ARCH_TYPE") || !__get_cpuid(0, &a, &b, &c, &d))
+        return;
+    memcpy(vendor, &b, 4);
+    memcpy(vendor + 4, &d, 4);
+    memcpy(vendor + 8, &c, 4);
+    vendor[12] = 0;
+    if (strcmp(vendor, "AuthenticAMD") || !__get_cpuid(1, &a, &b, &c, &d))
+        return;
+    family = (a >> 8) & 0xf;
+    if (family == 0xf)
+        family += (a >> 20) & 0xff;
+    __builtin_cpu_init();
+    if (family >= 0x19 && __builtin_cpu_supports("avx2")
+        && __builtin_cpu_supports("fma")) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", (int)BLIS_ARCH_ZEN3);
+        setenv("BLIS_ARCH_TYPE", id, 0);
+    }
+#endif
+}
+
 /* BLIS runs single-threaded unless told: use every online CPU unless
    BLIS_NUM_THREADS or OMP_NUM_THREADS says otherwise. */
 static void blis_threads_once(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
+    blis_arch_choose();
     if (!getenv("BLIS_NUM_THREADS") && !getenv("OMP_NUM_THREADS") && n > 1)
         bli_thread_set_num_threads((dim_t)n);
 }
@@ -167,9 +226,8 @@ static void host_sgemm(int trans_a, int trans_b, size_t m, size_t n,
                        size_t ldc, int one_thread)
 {
 #ifdef KDCL_HAVE_BLIS
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    pthread_once(&once, blis_threads_once);
+    pthread_once(&blis_once, blis_threads_once);
     if (one_thread)
         bli_rntm_set_num_threads(1, &rntm);
     /* BLIS takes op()'s dimensions and the stored matrix's strides. */
@@ -303,28 +361,51 @@ int kdcl__host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
 /* ---------------------------------------------------------------------- */
 /* Convolution                                                             */
 
+/* The output columns ow whose input column ow*S - P + kw lies inside
+   [0, W): [*lo, *hi). */
+static void valid_cols(const struct kdcl__conv_geom *g, int64_t kw,
+                       int64_t *lo, int64_t *hi)
+{
+    int64_t a = g->p - kw, b = g->w - 1 + g->p - kw; /* need a <= ow*S <= b */
+    *lo = a <= 0 ? 0 : (a + g->s - 1) / g->s;
+    *hi = b < 0 ? 0 : b / g->s + 1;
+    if (*hi > g->ow)
+        *hi = g->ow;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
 /* col [C*K*K, OH*OW] of one image x [C, H, W]: row (c*K + kh)*K + kw holds
-   x[c, oh*S - P + kh, ow*S - P + kw], 0 outside (as nn_im2col). */
+   x[c, oh*S - P + kh, ow*S - P + kw], 0 outside (as nn_im2col).  The
+   columns inside the image are found once per kernel column, so the inner
+   loop is a copy (stride 1) or a strided gather, without tests. */
 static void im2col(const struct kdcl__conv_geom *g, const float *x,
                    float *col)
 {
-    const int64_t K = g->k, OH = g->oh, OW = g->ow;
+    const int64_t K = g->k, OH = g->oh, OW = g->ow, S = g->s;
     for (int64_t c = 0; c < g->c; c++)
         for (int64_t kh = 0; kh < K; kh++)
             for (int64_t kw = 0; kw < K; kw++) {
                 const float *xc = x + c * g->h * g->w;
                 float *o = col + ((c * K + kh) * K + kw) * OH * OW;
+                int64_t lo, hi;
+                valid_cols(g, kw, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, o += OW) {
-                    const int64_t ih = oh * g->s - g->p + kh;
+                    const int64_t ih = oh * S - g->p + kh;
+                    const float *xr;
                     if (ih < 0 || ih >= g->h) {
                         memset(o, 0, sizeof(float) * (size_t)OW);
                         continue;
                     }
-                    for (int64_t ow = 0; ow < OW; ow++) {
-                        const int64_t iw = ow * g->s - g->p + kw;
-                        o[ow] = (iw >= 0 && iw < g->w) ? xc[ih * g->w + iw]
-                                                       : 0.0f;
-                    }
+                    xr = xc + ih * g->w; /* the input row */
+                    memset(o, 0, sizeof(float) * (size_t)lo);
+                    if (S == 1)
+                        memcpy(o + lo, xr + lo - g->p + kw,
+                               sizeof(float) * (size_t)(hi - lo));
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            o[ow] = xr[ow * S - g->p + kw];
+                    memset(o + hi, 0, sizeof(float) * (size_t)(OW - hi));
                 }
             }
 }
@@ -334,22 +415,21 @@ static void im2col(const struct kdcl__conv_geom *g, const float *x,
 static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
                    float *gx)
 {
-    const int64_t K = g->k, OH = g->oh, OW = g->ow;
+    const int64_t K = g->k, OH = g->oh, OW = g->ow, S = g->s;
     memset(gx, 0, sizeof(float) * (size_t)(g->c * g->h * g->w));
     for (int64_t c = 0; c < g->c; c++)
         for (int64_t kh = 0; kh < K; kh++)
             for (int64_t kw = 0; kw < K; kw++) {
                 float *gc = gx + c * g->h * g->w;
                 const float *d = dcol + ((c * K + kh) * K + kw) * OH * OW;
+                int64_t lo, hi;
+                valid_cols(g, kw, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, d += OW) {
-                    const int64_t ih = oh * g->s - g->p + kh;
+                    const int64_t ih = oh * S - g->p + kh;
                     if (ih < 0 || ih >= g->h)
                         continue;
-                    for (int64_t ow = 0; ow < OW; ow++) {
-                        const int64_t iw = ow * g->s - g->p + kw;
-                        if (iw >= 0 && iw < g->w)
-                            gc[ih * g->w + iw] += d[ow];
-                    }
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        gc[ih * g->w + ow * S - g->p + kw] += d[ow];
                 }
             }
 }

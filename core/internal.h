@@ -141,6 +141,8 @@ int kdcl__tensor_arg(const kdcl_tensor *t, cl_mem *out);
    there, and the batched GEMM of kdcl_gemm_batched on mapped buffers
    (arguments checked by the caller). */
 bool kdcl__host_gemm_wanted(const kdcl_context *ctx);
+/* The host BLAS, e.g. "BLIS 0.9.0 (zen3 kernels)", or NULL without one. */
+const char *kdcl__host_blas(void);
 int kdcl__host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                     size_t n, size_t k, float alpha, const kdcl_tensor *a,
                     size_t a_off, size_t lda, size_t a_stride,
