@@ -396,7 +396,14 @@ int cli_train(int argc, char **argv)
     r = parse_args("train", argc, argv, &rc.cfg, &json, &baseline);
     if (r >= 0)
         return r;
-    status = open_run(&rc, err, sizeof err);
+    status = kdcl__config_get(rc.cfg, "data.student_limit") ? KDCL_EINVAL
+                                                            : KDCL_OK;
+    if (status)
+        snprintf(err, sizeof err,
+                 "data.student_limit is for kdcl distill (the students' "
+                 "samples); kdcl train takes data.limit");
+    if (!status)
+        status = open_run(&rc, err, sizeof err);
     if (!status)
         status = kdcl__arch_build(rc.ctx, kdcl__config_get(rc.cfg, "model"),
                                   "model", &rc.train, rc.seed, &m, err,

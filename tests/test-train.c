@@ -130,6 +130,11 @@ Test(train, cli_rejects_bad_configs)
     snprintf(args, sizeof args, "distill %s/none.yaml", th_tmpdir());
     cr_assert_neq(th_cli(args, out, sizeof out, err, sizeof err), 0);
     cr_assert(strstr(err, "cannot open"), "%s", err);
+    p = write_cfg("student-limit.yaml", "model: {arch: mlp}\n");
+    snprintf(args, sizeof args, "train %s --set data.student_limit=10", p);
+    cr_assert_neq(th_cli(args, out, sizeof out, err, sizeof err), 0);
+    cr_assert(strstr(err, "data.student_limit is for kdcl distill"), "%s",
+              err);
     p = write_cfg("arch.yaml", "model: {arch: resnet}\n");
     snprintf(args, sizeof args, "train %s --set data.limit=10", p);
     cr_assert_neq(th_cli(args, out, sizeof out, err, sizeof err), 0);
