@@ -34,6 +34,14 @@ typedef int intv;
 #define LANES 0
 #endif
 
+/* The larger of a and b, lane by lane, as a compare and a blend (fmax's
+   NaN handling costs twice that in the pass-0 loops; a NaN logit still
+   turns the loss into NaN through the exps). */
+floatv vmax(floatv a, floatv b)
+{
+    return b > a ? b : a;
+}
+
 /* Sum and maximum of the lanes, in a fixed order. */
 float hsum(floatv v)
 {

@@ -175,8 +175,10 @@ __kernel void hinton_rows_vec(__global const float *restrict zs,
     /* Pass 0: row maxima of z_s and z_t. */
     floatv msv = -INFINITY, mtv = -INFINITY;
     for (int i = 0; i < nv; i++) {
-        msv = fmax(msv, VLOAD(i, s));
-        mtv = fmax(mtv, VLOAD(i, t));
+        /* a compare and a blend: fmax's NaN handling costs twice that */
+        const floatv sv = VLOAD(i, s), tv = VLOAD(i, t);
+        msv = sv > msv ? sv : msv;
+        mtv = tv > mtv ? tv : mtv;
     }
     float mu = max_lanes(msv), mtr = max_lanes(mtv);
     for (int c = tail; c < C; c++) {

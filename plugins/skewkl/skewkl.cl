@@ -162,12 +162,12 @@ void skewkl_rows(__global const float *restrict zs,
     /* pass 1a: the item's maxima (pass 1b rereads its chunks from cache) */
     floatv vms = -FLT_MAX, vmt = -FLT_MAX;
     for (int j = 0; j < cnt; j++) {
-        vms = fmax(vms, VLOAD(k0 + j * step, r.s));
-        vmt = fmax(vmt, VLOAD(k0 + j * step, r.t));
+        vms = vmax(vms, VLOAD(k0 + j * step, r.s));
+        vmt = vmax(vmt, VLOAD(k0 + j * step, r.t));
     }
     if (tail) {
-        vms = fmax(vms, ld_g(r.s, nfull, rem, -INFINITY));
-        vmt = fmax(vmt, ld_g(r.t, nfull, rem, -INFINITY));
+        vms = vmax(vms, ld_g(r.s, nfull, rem, -INFINITY));
+        vmt = vmax(vmt, ld_g(r.t, nfull, rem, -INFINITY));
     }
     /* T > 0: the max of z / T is the max of z, over T */
     r.ms = hmax(vms) * inv_t;
