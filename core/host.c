@@ -244,6 +244,23 @@ static void host_sgemm(int trans_a, int trans_b, size_t m, size_t n,
 #endif
 }
 
+/* The block that follows runs on nt threads (once, without OpenMP). */
+#ifdef _OPENMP
+#define PARALLEL_NT _Pragma("omp parallel num_threads(nt)")
+#else
+#define PARALLEL_NT
+#endif
+
+/* This thread's number inside a parallel region (0 outside). */
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* Threads to spread `items` independent pieces of work over. */
 static int batch_threads(size_t items)
 {
@@ -298,13 +315,9 @@ static int host_gemm_batch(int trans_a, int trans_b, size_t m, size_t n,
         if (!part)
             return KDCL_ENOMEM;
     }
-#pragma omp parallel num_threads(nt)
+    PARALLEL_NT
     {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num();
-#else
-        const int t = 0;
-#endif
+        const int t = thread_id();
         const size_t lo = batch * (size_t)t / (size_t)nt;
         const size_t hi = batch * (size_t)(t + 1) / (size_t)nt;
         for (size_t i = lo; i < hi; i++) {
@@ -434,6 +447,36 @@ static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
             }
 }
 
+/* A layer's host work starts with its per-thread scratch (floats of it,
+   zeroed when zero) and the maps; NULL, with *status set and reported,
+   when either fails. */
+static float *layer_begin(kdcl_context *ctx, struct host_buf *buf, int n,
+                          size_t floats, int zero, int *status)
+{
+    float *scratch = zero ? calloc(floats, sizeof(float))
+                          : malloc(floats * sizeof(float));
+    if (!scratch) {
+        *status = kdcl__error(ctx, KDCL_ENOMEM, "host layer: out of memory");
+        return NULL;
+    }
+    *status = map_all(ctx, buf, n);
+    if (*status) {
+        free(scratch);
+        return NULL;
+    }
+    return scratch;
+}
+
+/* ... and ends with its profile record (work since t0) and the unmaps. */
+static int layer_end(kdcl_context *ctx, struct host_buf *buf, int n,
+                     float *scratch, const char *name, uint64_t t0)
+{
+    if (ctx->profiling)
+        kdcl__profile_add_ns(ctx, name, now_ns() - t0);
+    free(scratch);
+    return unmap_all(ctx, buf, n, 1);
+}
+
 static size_t geom_ckk(const struct kdcl__conv_geom *g)
 {
     return (size_t)(g->c * g->k * g->k);
@@ -455,22 +498,13 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
     int status;
     if (B == 0)
         return KDCL_OK;
-    scratch = malloc(sizeof(float) * ckk * P * (size_t)nt);
+    scratch = layer_begin(ctx, buf, 4, ckk * P * (size_t)nt, 0, &status);
     if (!scratch)
-        return kdcl__error(ctx, KDCL_ENOMEM, "host convolution: out of memory");
-    status = map_all(ctx, buf, 4);
-    if (status) {
-        free(scratch);
         return status;
-    }
     t0 = now_ns();
-#pragma omp parallel num_threads(nt)
+    PARALLEL_NT
     {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num();
-#else
-        const int t = 0;
-#endif
+        const int t = thread_id();
         float *col = scratch + (size_t)t * ckk * P;
         for (size_t i = B * (size_t)t / (size_t)nt;
              i < B * (size_t)(t + 1) / (size_t)nt; i++) {
@@ -484,10 +518,7 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
                     yi[o * P + p] += buf[2].p[o];
         }
     }
-    if (ctx->profiling)
-        kdcl__profile_add_ns(ctx, "host_conv_forward", now_ns() - t0);
-    free(scratch);
-    return unmap_all(ctx, buf, 4, 1);
+    return layer_end(ctx, buf, 4, scratch, "host_conv_forward", t0);
 }
 
 int kdcl__host_conv_backward(kdcl_context *ctx,
@@ -510,22 +541,13 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     int status;
     if (B == 0)
         return KDCL_OK;
-    scratch = calloc(per * (size_t)nt, sizeof(float));
+    scratch = layer_begin(ctx, buf, 6, per * (size_t)nt, 1, &status);
     if (!scratch)
-        return kdcl__error(ctx, KDCL_ENOMEM, "host convolution: out of memory");
-    status = map_all(ctx, buf, 6);
-    if (status) {
-        free(scratch);
         return status;
-    }
     t0 = now_ns();
-#pragma omp parallel num_threads(nt)
+    PARALLEL_NT
     {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num();
-#else
-        const int t = 0;
-#endif
+        const int t = thread_id();
         float *col = scratch + (size_t)t * per;
         float *dw = col + ckk * P, *db = dw + oc * ckk;
         for (size_t i = B * (size_t)t / (size_t)nt;
@@ -553,10 +575,7 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     memset(buf[4].p, 0, sizeof(float) * oc);
     add_parts(buf[3].p, scratch + ckk * P, nt, oc * ckk, per);
     add_parts(buf[4].p, scratch + ckk * P + oc * ckk, nt, oc, per);
-    if (ctx->profiling)
-        kdcl__profile_add_ns(ctx, "host_conv_backward", now_ns() - t0);
-    free(scratch);
-    return unmap_all(ctx, buf, 6, 1);
+    return layer_end(ctx, buf, 6, scratch, "host_conv_backward", t0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -583,9 +602,7 @@ int kdcl__host_linear_forward(kdcl_context *ctx,
         memcpy(buf[3].p + r * out, buf[2].p, sizeof(float) * out);
     host_sgemm(0, 1, B, out, in, 1.0f, buf[0].p, in, buf[1].p, in, 1.0f,
                buf[3].p, out, 0);
-    if (ctx->profiling)
-        kdcl__profile_add_ns(ctx, "host_linear_forward", now_ns() - t0);
-    return unmap_all(ctx, buf, 4, 1);
+    return layer_end(ctx, buf, 4, NULL, "host_linear_forward", t0);
 }
 
 int kdcl__host_linear_backward(kdcl_context *ctx,
@@ -615,9 +632,7 @@ int kdcl__host_linear_backward(kdcl_context *ctx,
     if (gx) /* gx [B, in] = gy w */
         host_sgemm(0, 0, B, in, out, 1.0f, buf[2].p, out, buf[1].p, in, 0.0f,
                    buf[5].p, in, 0);
-    if (ctx->profiling)
-        kdcl__profile_add_ns(ctx, "host_linear_backward", now_ns() - t0);
-    return unmap_all(ctx, buf, 6, 1);
+    return layer_end(ctx, buf, 6, NULL, "host_linear_backward", t0);
 }
 
 #else /* no host BLAS */
