@@ -44,6 +44,7 @@ struct state {
     kdcl_kernel *k[N_KERNELS];
     size_t wg;
     int vec; /* CPU device: one row per work-item, float16 vectors */
+    uint64_t local_mem; /* the device's local memory, bytes */
     kdcl_tensor *rows;
 };
 
@@ -73,6 +74,7 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     /* GPUs get a work-group per row; CPU devices run a work-group as a
        loop over its items, so there each row is one vectorised item. */
     s->vec = dev->type == KDCL_DEVICE_CPU;
+    s->local_mem = dev->local_mem;
     status = kdcl_pu_build_wg(h, hinton_cl, NULL, N_KERNELS, kernel_names,
                               s->k, &s->wg);
     if (status) {
@@ -112,6 +114,9 @@ static int forward(void *p, kdcl_io *io)
                                   ? (int32_t)s->t
                                   : 0;
         const size_t g = (size_t)B * s->wg, l = s->wg;
+        /* One row per work-group on CPU devices; its exp(z_s/T) row kept
+           in local memory (host memory there) when it fits. */
+        const int cached = (uint64_t)C * sizeof(float) <= s->local_mem;
         const struct kdcl_arg vargs[] = {
             KDCL_A_TENSOR(zs),
             KDCL_A_TENSOR(zt),
@@ -126,6 +131,8 @@ static int forward(void *p, kdcl_io *io)
             KDCL_A_I32(y != NULL),
             KDCL_A_I32(grad != NULL),
             KDCL_A_I32(t_int),
+            KDCL_A_LOCAL(cached ? (size_t)C * sizeof(float) : sizeof(float)),
+            KDCL_A_I32(cached),
         };
         const struct kdcl_arg args[] = {
             KDCL_A_TENSOR(zs),
@@ -141,8 +148,8 @@ static int forward(void *p, kdcl_io *io)
             KDCL_A_I32(grad != NULL),
         };
         if (s->vec) {
-            const size_t gv = (size_t)B;
-            status = h->launch(h->ctx, s->k[K_ROWS_VEC], 1, &gv, NULL,
+            const size_t gv = (size_t)B, lv = 1;
+            status = h->launch(h->ctx, s->k[K_ROWS_VEC], 1, &gv, &lv,
                                sizeof vargs / sizeof vargs[0], vargs);
         } else {
             status = h->launch(h->ctx, s->k[K_ROWS], 1, &g, &l,

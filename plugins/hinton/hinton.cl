@@ -161,7 +161,8 @@ __kernel void hinton_rows_vec(__global const float *restrict zs,
                               const int C, const float inv_t,
                               const float w_ce, const float w_kd,
                               const int want_ce, const int want_grad,
-                              const int t_int)
+                              const int t_int, __local float *cache,
+                              const int cached)
 {
     const int b = get_global_id(0);
     if (b >= B)
@@ -198,6 +199,8 @@ __kernel void hinton_rows_vec(__global const float *restrict zs,
         ztv += et;
         if (want_grad)
             VSTORE(et, i, g); /* reread from cache in pass 2 */
+        if (cached)
+            VSTORE(es, i, cache); /* saves pass 2 an exp */
         if (want_ce)
             zuv += t_int ? pown_v(es, t_int) : native_exp(sv - mu);
     }
@@ -219,7 +222,7 @@ __kernel void hinton_rows_vec(__global const float *restrict zs,
     for (int i = 0; i < nv; i++) {
         const floatv sv = VLOAD(i, s), tv = VLOAD(i, t);
         const floatv xs = sv * inv_t - ms, xt = tv * inv_t - mt;
-        const floatv es = native_exp(xs);
+        const floatv es = cached ? VLOAD(i, cache) : native_exp(xs);
         const floatv pt = (want_grad ? VLOAD(i, g) : native_exp(xt)) * rzt;
         klv += pt * ((xt - lzt) - (xs - lzs));
         if (want_grad) {
