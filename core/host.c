@@ -175,11 +175,12 @@ static uint64_t now_ns(void)
 #ifdef KDCL_HAVE_BLIS
 /*
  * BLIS picks its kernels from the CPU once, at its first call.  BLIS 0.9
- * (Debian 12) knows AMD CPUs up to Zen 3 only: on a Zen 4 or later it falls
- * back to its generic reference kernels, 60 GFLOP/s where its Zen 3
- * (AVX2) kernels reach 170-300 on the same two cores
- * (docs/performance.md).  There, unless the user set BLIS_ARCH_TYPE, kdcl
- * asks for the Zen 3 kernels, which every later AMD CPU runs.
+ * (Debian 12) did not recognise the Zen 4 EPYC of the build host and fell
+ * back to its generic reference kernels: 57-82 GFLOP/s where its Zen 3
+ * (AVX2) kernels reach 155-233 on the same two cores
+ * (docs/performance.md).  So on AMD family 19h and later, unless the user
+ * set BLIS_ARCH_TYPE, kdcl asks for the Zen 3 kernels, which every one of
+ * those CPUs runs (on a Zen 3 they are what BLIS picks anyway).
  */
 static void blis_arch_choose(void)
 {
