@@ -181,6 +181,18 @@ Test(hinton, matches_reference_wide_rows)
         check_against_reference(3, 5000, 4.0, 0.1, true, 6);
 }
 
+/* Rows longer than the device's local memory: the CPU kernel recomputes
+   exp(z_s/T) in its second pass instead of keeping it there. */
+Test(hinton, matches_reference_rows_beyond_local_memory)
+{
+    const uint64_t local = kdcl_context_device(th_ctx())->local_mem;
+    const uint64_t C = local / sizeof(float) + 17;
+    if (C > (th_small() ? 70000u : 4000000u))
+        cr_skip_test("row of %llu floats too long for this run",
+                     (unsigned long long)C);
+    check_against_reference(2, (int)C, 4.0, 0.1, true, 8);
+}
+
 Test(hinton, single_row)
 {
     check_against_reference(1, 10, 2.0, 0.3, true, 7);
