@@ -535,7 +535,9 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     const size_t in_per = (size_t)(g->c * g->h * g->w);
     const int nt = batch_threads(B);
     /* Per thread: a col block, and its own dW and db sums (added in
-       thread order afterwards). */
+       thread order afterwards).  The columns are rebuilt from x rather
+       than kept from the forward pass: a copy per image, against a
+       [B, CKK, P] buffer (10 MB for LeNet-5's first layer at B 128). */
     const size_t per = ckk * P + oc * ckk + oc;
     float *scratch;
     uint64_t t0;
