@@ -172,6 +172,15 @@ Test(hinton, matches_reference_t1_alpha0_alpha1)
     check_against_reference(5, 19, 20.0, 0.5, true, 5);
 }
 
+/* The CPU kernel gets the CE exp from exp(z/T)^T when T is an integer
+   (odd T multiplies as well as squares) and computes it when not. */
+Test(hinton, matches_reference_odd_and_fractional_temperatures)
+{
+    check_against_reference(4, 53, 7.0, 0.3, true, 9);
+    check_against_reference(4, 53, 2.5, 0.3, true, 10);
+    check_against_reference(4, 53, 0.5, 0.3, true, 11);
+}
+
 Test(hinton, matches_reference_wide_rows)
 {
     /* C much larger than a work-group: every item loops over columns. */

@@ -1,6 +1,6 @@
 /*
- * plugins/common/kdcl_vec.cl - helpers of the vocabulary-scale row kernels
- * (jsd, tvd, skewkl): the lane type (float16 on CPU devices, where one
+ * plugins/common/kdcl_vec.cl - helpers of the row kernels on CPU devices
+ * (hinton) and at vocabulary scale (jsd, tvd, skewkl): the lane type (float16 on CPU devices, where one
  * work-item walks a row in SIMD chunks; scalar elsewhere), horizontal sum
  * and max, a fast log for positive normal floats, and chunk loads/stores
  * that pad a row's ragged end.  Embedded after kdcl_common.cl and before
@@ -95,6 +95,35 @@ floatv log_pos(floatv x)
     return fma(ef, 0.693359375f, fma(ef, -2.12194440e-4f, r));
 }
 
+/*
+ * exp(x) for x <= 0, the exps of the row kernels (every argument has the
+ * row maximum or log-sum-exp subtracted), about 2 ulp: x = k ln 2 + r,
+ * k = round(x / ln 2) by the 1.5 * 2^23 rounding trick, |r| <= ln 2 / 2,
+ * e^r by the Cephes expf polynomial, 2^k added to the exponent bits.
+ * Arguments below -86 give exp(-86) ~ 4e-38 (no denormals to build): a
+ * term that small cannot move a sum that holds a 1 (the maximum's), nor
+ * a probability visibly.  NaN stays NaN.  Against the library exp, which
+ * also handles large positive arguments, overflow and denormal results,
+ * this is about 15 vector instructions instead of 22 on PoCL's CPU device.
+ */
+floatv exp_neg(floatv x)
+{
+    x = x < -86.0f ? (floatv)(-86.0f) : x;
+    const floatv big = fma(x, 1.44269504089f, 12582912.0f);
+    const floatv k = big - 12582912.0f;
+    const intv n = AS_INTV(big) - 0x4b400000;
+    floatv r = fma(k, -0.693359375f, x);
+    r = fma(k, 2.12194440e-4f, r);
+    floatv p = 1.9875691500e-4f;
+    p = fma(p, r, 1.3981999507e-3f);
+    p = fma(p, r, 8.3334519073e-3f);
+    p = fma(p, r, 4.1665795894e-2f);
+    p = fma(p, r, 1.6666665459e-1f);
+    p = fma(p, r, 5.0000001201e-1f);
+    p = fma(p * r, r, r) + 1.0f;
+    return AS_FLOATV(AS_INTV(p) + (n << 23));
+}
+
 /* Chunk k of a row holding n <= VW floats; missing lanes read pad. */
 floatv ld_g(__global const float *p, int k, int n, float pad)
 {
@@ -139,91 +168,3 @@ void st_l(floatv v, __local float *p, int k, int n)
     for (int i = 0; i < n; i++)
         p[k * VW + i] = tmp[i];
 }
-
-/*
- * The row state and the passes the three kernels share.  A work-item
- * walks its chunks of one row (k0, k0 + step, ... cnt full chunks, then
- * the partial chunk at nfull of rem floats when tail):
- *   pass 1 (pass1): exps of both rows against the item's maxima, summed;
- *     the student's kept in the gradient row, the teacher's in cache;
- *   pass 2 (pass2, the plugin's own): the loss terms and h, the part of
- *     the gradient the plugin defines, summed into two accumulators;
- *   pass 3 (pass3): the gradient c (h - q S) with S = sum_h.
- * wp, wq are the mixture weights of the plugins that use them.
- */
-struct row {
-    __global const float *s, *t;
-    __global float *g;
-    __local float *cache;
-    float inv_t, ms, mt, lse_s, lse_t, fs, ft, wp, wq, c, sum_h;
-    int k0, cnt, step, nfull, rem, tail; /* the item's chunks */
-};
-
-/* Pass 1b on chunk k (n floats): exps against the item's maxima. */
-void pass1(const struct row *r, int k, int n, const int want_grad,
-           const int cached, floatv *zs, floatv *zt)
-{
-    const floatv es = exp(ld_g(r->s, k, n, -INFINITY) * r->inv_t - r->ms);
-    const floatv et = exp(ld_g(r->t, k, n, -INFINITY) * r->inv_t - r->mt);
-    *zs += es;
-    *zt += et;
-    if (want_grad)
-        st_g(es, r->g, k, n);
-    if (cached)
-        st_l(et, r->cache, k, n);
-}
-
-/* Pass 2 on chunk k, defined by each plugin. */
-void pass2(const struct row *r, int k, int n, intv live,
-           const int want_grad, const int cached, floatv *acc_a,
-           floatv *acc_b);
-
-/* Pass 3 on chunk k: dL/dz_s = c (h - q S), S = sum_h (every plugin's
-   gradient has this form, with its own h). */
-void pass3(const struct row *r, int k, int n, const int cached)
-{
-    floatv h, q;
-    if (cached) {
-        h = ld_l(r->cache, k, n);
-        q = ld_g(r->g, k, n, 0.0f) * r->fs;
-    } else {
-        h = ld_g(r->g, k, n, 0.0f);
-        q = exp(ld_g(r->s, k, n, 0.0f) * r->inv_t - r->lse_s);
-    }
-    st_g(r->c * (h - q * r->sum_h), r->g, k, n);
-}
-
-/*
- * The passes over the item's chunks (its full chunks, then the partial
- * one).  The kernel calls them once with want_grad = cached = 1 as
- * constants, the common case on CPU devices, so that it is compiled
- * without the run-time choices, and once with the run-time flags.
- */
-void loop1(const struct row *r, const int want_grad, const int cached,
-           floatv *zs, floatv *zt)
-{
-    for (int j = 0; j < r->cnt; j++)
-        pass1(r, r->k0 + j * r->step, VW, want_grad, cached, zs, zt);
-    if (r->tail)
-        pass1(r, r->nfull, r->rem, want_grad, cached, zs, zt);
-}
-
-void loop2(const struct row *r, const int want_grad, const int cached,
-           floatv *acc_a, floatv *acc_b)
-{
-    for (int j = 0; j < r->cnt; j++)
-        pass2(r, r->k0 + j * r->step, VW, (intv)(-1), want_grad, cached, acc_a,
-              acc_b);
-    if (r->tail)
-        pass2(r, r->nfull, r->rem, LANES < r->rem, want_grad, cached, acc_a,
-              acc_b);
-}
-
-void loop3(const struct row *r, const int cached)
-{
-    for (int j = 0; j < r->cnt; j++)
-        pass3(r, r->k0 + j * r->step, VW, cached);
-    if (r->tail)
-        pass3(r, r->nfull, r->rem, cached);
-}
-

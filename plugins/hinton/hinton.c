@@ -75,8 +75,18 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
        loop over its items, so there each row is one vectorised item. */
     s->vec = dev->type == KDCL_DEVICE_CPU;
     s->local_mem = dev->local_mem;
-    status = kdcl_pu_build_wg(h, hinton_cl, NULL, N_KERNELS, kernel_names,
-                              s->k, &s->wg);
+    {
+        /* An integer T lets the CPU kernel get exp(z) from exp(z/T)^T by
+           squaring, unrolled at build time. */
+        const int t_pow = s->t == (double)(int)s->t && s->t >= 1.0
+                                  && s->t <= 64.0
+                              ? (int)s->t
+                              : 0;
+        char opts[32];
+        snprintf(opts, sizeof opts, " -DT_POW=%d", t_pow);
+        status = kdcl_pu_build_wg(h, hinton_cl, opts, N_KERNELS,
+                                  kernel_names, s->k, &s->wg);
+    }
     if (status) {
         destroy(s);
         return status;
@@ -108,11 +118,6 @@ static int forward(void *p, kdcl_io *io)
     {
         /* Without labels the KD term stands alone (LOSSES.md). */
         const double a = y ? s->alpha : 0.0;
-        /* An integer T lets the CPU kernel get exp(z) from exp(z/T)^T. */
-        const int32_t t_int = (s->t == (double)(int)s->t && s->t >= 1.0
-                               && s->t <= 63.0)
-                                  ? (int32_t)s->t
-                                  : 0;
         const size_t g = (size_t)B * s->wg, l = s->wg;
         /* One row per work-group on CPU devices; its exp(z_s/T) row kept
            in local memory (host memory there) when it fits. */
@@ -130,7 +135,6 @@ static int forward(void *p, kdcl_io *io)
             KDCL_A_F32((float)((1.0 - a) * s->t / (double)B)),
             KDCL_A_I32(y != NULL),
             KDCL_A_I32(grad != NULL),
-            KDCL_A_I32(t_int),
             KDCL_A_LOCAL(cached ? (size_t)C * sizeof(float) : sizeof(float)),
             KDCL_A_I32(cached),
         };

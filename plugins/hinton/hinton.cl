@@ -98,61 +98,106 @@ void hinton_finish(__global const float *restrict rows,
  * row and no barriers.  A CPU driver runs a work-group as a loop over its
  * items, so the work-group layout above leaves every item striding through
  * the row one scalar at a time; here each item walks its row contiguously
- * in float16 vectors (SIMD exp) and a scalar tail.  Exp is the cost on a
- * CPU, so the row maxima come first (pass 0, no exp) and then
- *   e_s = native_exp(z_s/T - m_s), e_t = native_exp(z_t/T - m_t),
- *   native_exp(z_s - m_u) = e_s^T when T is an integer (m_u = T m_s),
- * which needs two exps per element and pass (four in all, not six).
+ * in chunks of VW floats (kdcl_vec.cl: float16 on CPU devices, so SIMD
+ * exps) and pads the last chunk.  Exp is the cost on a CPU:
+ *   pass 0: the row maxima m_s, m_t of z_s and z_t (no exp);
+ *   pass 1: e_s = exp(z_s/T - m_s/T), e_t = exp(z_t/T - m_t/T), summed;
+ *           e_t kept in the gradient row, e_s in `cache` (local memory,
+ *           ordinary memory on a CPU) when the row fits; the CE term's
+ *           exp(z_s - m_s) = e_s^T by squaring when T is an integer
+ *           (T_POW, a build option), else an exp of its own;
+ *   pass 2: from cache, KL and the gradient: no exp when cached (two per
+ *           element in all, three for a non-integer T).
  */
-#define VW 16
-typedef float16 floatv;
-#define VLOAD(i, p) vload16((i), (p))
-#define VSTORE(v, i, p) vstore16((v), (i), (p))
+#ifndef T_POW
+#define T_POW 0
+#endif
 
-float max_lanes(floatv v)
+/* exp(z_s - m_s) from e = exp(z_s/T - m_s/T) and x = z_s - m_s. */
+#define POW_STEP(bit) /* r *= e^bit when T_POW has that bit */  \
+    e *= e;                                                                  \
+    if (T_POW & (bit))                                                       \
+        r *= e;
+floatv exp_ce(floatv e, floatv x)
 {
-    float a[VW], m = -INFINITY;
-    VSTORE(v, 0, a);
-    for (int i = 0; i < VW; i++)
-        m = fmax(m, a[i]);
-    return m;
-}
-
-float sum_lanes(floatv v)
-{
-    float a[VW], s = 0.0f;
-    VSTORE(v, 0, a);
-    for (int i = 0; i < VW; i++)
-        s += a[i];
-    return s;
-}
-
-/* x^n for an integer n >= 1, by squaring (n has at most 6 bits here). */
-floatv pown_v(floatv x, int n)
-{
+#if T_POW
+    /* squaring, spelled out: the compiler does not unroll the loop */
     floatv r = 1.0f;
-    while (n) {
-        if (n & 1)
-            r *= x;
-        x *= x;
-        n >>= 1;
-    }
+    if (T_POW & 1)
+        r *= e;
+    POW_STEP(2) POW_STEP(4) POW_STEP(8) POW_STEP(16)
+    POW_STEP(32) POW_STEP(64)
+    (void)x;
     return r;
+#else
+    return exp_neg(x);
+#endif
 }
 
-float pown_s(float x, int n)
+/* A row of hinton_rows_vec and its normalisers. */
+struct hrow {
+    __global const float *s, *t;
+    __global float *g;
+    __local float *cache;
+    float inv_t, ms, mt, mu, lzs, lzt, rzs, rzt, rzu, w_ce, w_kd;
+};
+
+/* Pass 1 on chunk k (n floats). */
+void h_pass1(const struct hrow *r, int k, int n, const int want_ce,
+             const int want_grad, const int cached, floatv *zs, floatv *zt,
+             floatv *zu)
 {
-    float r = 1.0f;
-    while (n) {
-        if (n & 1)
-            r *= x;
-        x *= x;
-        n >>= 1;
-    }
-    return r;
+    const floatv sv = ld_g(r->s, k, n, -INFINITY);
+    const floatv es = exp_neg(sv * r->inv_t - r->ms);
+    const floatv et = exp_neg(ld_g(r->t, k, n, -INFINITY) * r->inv_t - r->mt);
+    *zs += es;
+    *zt += et;
+    if (want_grad)
+        st_g(et, r->g, k, n); /* reread in pass 2 */
+    if (cached)
+        st_l(es, r->cache, k, n);
+    if (want_ce)
+        *zu += exp_ce(es, sv - r->mu);
 }
 
-/* t_int: T when T is an integer in [1, 63], else 0 (then exp is used). */
+/* Pass 2 on chunk k (n floats; the KL of the lanes in live). */
+void h_pass2(const struct hrow *r, int k, int n, intv live,
+             const int want_ce, const int want_grad, const int cached,
+             floatv *kl)
+{
+    const floatv sv = ld_g(r->s, k, n, 0.0f), tv = ld_g(r->t, k, n, 0.0f);
+    const floatv xs = sv * r->inv_t - r->ms, xt = tv * r->inv_t - r->mt;
+    const floatv es = cached ? ld_l(r->cache, k, n) : exp_neg(xs);
+    const floatv et = want_grad ? ld_g(r->g, k, n, 0.0f) : exp_neg(xt);
+    const floatv pt = et * r->rzt;
+    *kl += select((floatv)0.0f, pt * ((xt - r->lzt) - (xs - r->lzs)), live);
+    if (want_grad) {
+        floatv d = r->w_kd * (es * r->rzs - pt);
+        if (want_ce)
+            d += r->w_ce * r->rzu * exp_ce(es, sv - r->mu);
+        st_g(d, r->g, k, n);
+    }
+}
+
+void h_loop1(const struct hrow *r, int nv, int rem, const int want_ce,
+             const int want_grad, const int cached, floatv *zs, floatv *zt,
+             floatv *zu)
+{
+    for (int k = 0; k < nv; k++)
+        h_pass1(r, k, VW, want_ce, want_grad, cached, zs, zt, zu);
+    if (rem)
+        h_pass1(r, nv, rem, want_ce, want_grad, cached, zs, zt, zu);
+}
+
+void h_loop2(const struct hrow *r, int nv, int rem, const int want_ce,
+             const int want_grad, const int cached, floatv *kl)
+{
+    for (int k = 0; k < nv; k++)
+        h_pass2(r, k, VW, (intv)(-1), want_ce, want_grad, cached, kl);
+    if (rem)
+        h_pass2(r, nv, rem, LANES < rem, want_ce, want_grad, cached, kl);
+}
+
 __kernel void hinton_rows_vec(__global const float *restrict zs,
                               __global const float *restrict zt,
                               __global const int *restrict labels,
@@ -161,92 +206,61 @@ __kernel void hinton_rows_vec(__global const float *restrict zs,
                               const int C, const float inv_t,
                               const float w_ce, const float w_kd,
                               const int want_ce, const int want_grad,
-                              const int t_int, __local float *cache,
-                              const int cached)
+                              __local float *cache, const int cached)
 {
     const int b = get_global_id(0);
     if (b >= B)
         return;
     const size_t base = (size_t)b * (size_t)C;
-    __global const float *s = zs + base;
-    __global const float *t = zt + base;
-    const int nv = C / VW, tail = nv * VW;
-    const float T = 1.0f / inv_t;
+    const int nv = C / VW, rem = C - nv * VW;
+    /* the common case (training: labels, gradient, row in cache) is
+       compiled with its flags as constants */
+    const int fast = want_ce && want_grad && cached;
+    struct hrow r;
+    r.s = zs + base;
+    r.t = zt + base;
+    r.g = grad + (want_grad ? base : 0);
+    r.cache = cache;
+    r.inv_t = inv_t;
+    r.w_ce = w_ce;
+    r.w_kd = w_kd;
 
     /* Pass 0: row maxima of z_s and z_t. */
     floatv msv = -INFINITY, mtv = -INFINITY;
-    for (int i = 0; i < nv; i++) {
-        /* a compare and a blend: fmax's NaN handling costs twice that */
-        const floatv sv = VLOAD(i, s), tv = VLOAD(i, t);
-        msv = sv > msv ? sv : msv;
-        mtv = tv > mtv ? tv : mtv;
+    for (int k = 0; k < nv; k++) {
+        msv = vmax(msv, VLOAD(k, r.s));
+        mtv = vmax(mtv, VLOAD(k, r.t));
     }
-    float mu = max_lanes(msv), mtr = max_lanes(mtv);
-    for (int c = tail; c < C; c++) {
-        mu = fmax(mu, s[c]);
-        mtr = fmax(mtr, t[c]);
+    if (rem) {
+        msv = vmax(msv, ld_g(r.s, nv, rem, -INFINITY));
+        mtv = vmax(mtv, ld_g(r.t, nv, rem, -INFINITY));
     }
-    const float ms = mu * inv_t, mt = mtr * inv_t;
+    r.mu = hmax(msv);
+    r.ms = r.mu * inv_t;
+    r.mt = hmax(mtv) * inv_t;
 
     /* Pass 1: normalisers. */
     floatv zsv = 0.0f, ztv = 0.0f, zuv = 0.0f;
-    __global float *g = grad + (want_grad ? base : 0);
-    for (int i = 0; i < nv; i++) {
-        const floatv sv = VLOAD(i, s);
-        const floatv es = native_exp(sv * inv_t - ms);
-        const floatv et = native_exp(VLOAD(i, t) * inv_t - mt);
-        zsv += es;
-        ztv += et;
-        if (want_grad)
-            VSTORE(et, i, g); /* reread from cache in pass 2 */
-        if (cached)
-            VSTORE(es, i, cache); /* saves pass 2 an exp */
-        if (want_ce)
-            zuv += t_int ? pown_v(es, t_int) : native_exp(sv - mu);
-    }
-    float zs_ = sum_lanes(zsv), zt_ = sum_lanes(ztv), zu = sum_lanes(zuv);
-    for (int c = tail; c < C; c++) {
-        const float es = native_exp(s[c] * inv_t - ms);
-        zs_ += es;
-        zt_ += native_exp(t[c] * inv_t - mt);
-        if (want_ce)
-            zu += t_int ? pown_s(es, t_int) : native_exp(s[c] - mu);
-    }
-    const float lzs = log(zs_), lzt = log(zt_);
-    const float lse_s = ms + lzs, lse_t = mt + lzt, lse_u = mu + log(zu);
-    const float rzs = 1.0f / zs_, rzt = 1.0f / zt_, rzu = 1.0f / zu;
+    if (fast)
+        h_loop1(&r, nv, rem, 1, 1, 1, &zsv, &ztv, &zuv);
+    else
+        h_loop1(&r, nv, rem, want_ce, want_grad, cached, &zsv, &ztv, &zuv);
+    const float zs_ = hsum(zsv), zt_ = hsum(ztv), zu = hsum(zuv);
+    r.lzs = log(zs_);
+    r.lzt = log(zt_);
+    r.rzs = 1.0f / zs_;
+    r.rzt = 1.0f / zt_;
+    r.rzu = 1.0f / zu;
     const int y = want_ce ? labels[b] : -1;
 
     /* Pass 2: KL and the gradient. */
     floatv klv = 0.0f;
-    for (int i = 0; i < nv; i++) {
-        const floatv sv = VLOAD(i, s), tv = VLOAD(i, t);
-        const floatv xs = sv * inv_t - ms, xt = tv * inv_t - mt;
-        const floatv es = cached ? VLOAD(i, cache) : native_exp(xs);
-        const floatv pt = (want_grad ? VLOAD(i, g) : native_exp(xt)) * rzt;
-        klv += pt * ((xt - lzt) - (xs - lzs));
-        if (want_grad) {
-            floatv d = w_kd * (es * rzs - pt);
-            if (want_ce)
-                d += w_ce * rzu * (t_int ? pown_v(es, t_int) : native_exp(sv - mu));
-            VSTORE(d, i, g);
-        }
-    }
-    float kl = 0.0f;
-    for (int c = tail; c < C; c++) {
-        const float xs = s[c] * inv_t - ms, xt = t[c] * inv_t - mt;
-        const float es = native_exp(xs), pt = native_exp(xt) * rzt;
-        kl += pt * ((xt - lzt) - (xs - lzs));
-        if (want_grad) {
-            float d = w_kd * (es * rzs - pt);
-            if (want_ce)
-                d += w_ce * rzu * (t_int ? pown_s(es, t_int) : native_exp(s[c] - mu));
-            g[c] = d;
-        }
-    }
+    if (fast)
+        h_loop2(&r, nv, rem, 1, 1, 1, &klv);
+    else
+        h_loop2(&r, nv, rem, want_ce, want_grad, cached, &klv);
     if (want_grad && want_ce)
-        g[y] -= w_ce; /* the one-hot part of the CE gradient */
-    (void)T;
-    rows[2 * b] = sum_lanes(klv) + kl;
-    rows[2 * b + 1] = want_ce ? lse_u - s[y] : 0.0f;
+        r.g[y] -= w_ce; /* the one-hot part of the CE gradient */
+    rows[2 * b] = hsum(klv);
+    rows[2 * b + 1] = want_ce ? r.mu + log(zu) - r.s[y] : 0.0f;
 }

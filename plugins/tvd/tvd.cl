@@ -44,8 +44,8 @@ void pass2(const struct row *r, int k, int n, intv live,
 {
     const floatv lq = ld_g(r->s, k, n, 0.0f) * r->inv_t - r->lse_s;
     const floatv lp = ld_g(r->t, k, n, 0.0f) * r->inv_t - r->lse_t;
-    const floatv q = want_grad ? ld_g(r->g, k, n, 0.0f) * r->fs : exp(lq);
-    const floatv p = cached ? ld_l(r->cache, k, n) * r->ft : exp(lp);
+    const floatv q = want_grad ? ld_g(r->g, k, n, 0.0f) * r->fs : exp_neg(lq);
+    const floatv p = cached ? ld_l(r->cache, k, n) * r->ft : exp_neg(lp);
     *acc_d += select((floatv)0.0f, fabs(q - p), live);
     if (want_grad) {
         const floatv h = 0.5f * q * sign(lq - lp);
