@@ -21,6 +21,9 @@
 
 #include "core_cl.h"
 
+/* The most timed repetitions --reps takes (the arrays of times). */
+#define MAX_REPS 200
+
 struct size_set {
     const char *label;
     int64_t B, C, D, Ds, Dt, H, W, Cs, Ct, N, E;
@@ -300,7 +303,7 @@ static void bench_plugin(kdcl_context *ctx, const struct kdcl_plugin *p,
 {
     struct bench_input ins[16];
     kdcl_run *run = NULL;
-    double times[200], flops = 0, bytes = 0, total = 0;
+    double times[MAX_REPS], flops = 0, bytes = 0, total = 0;
     int n_in, n = 0;
     const char *why = NULL;
 
@@ -322,7 +325,7 @@ static void bench_plugin(kdcl_context *ctx, const struct kdcl_plugin *p,
             why = kdcl_context_errmsg(ctx);
             goto out;
         }
-    while (n < 200 && (n < reps || (total < 0.5 && n < 50))) {
+    while (n < MAX_REPS && (n < reps || (total < 0.5 && n < 50))) {
         double t0 = now_s();
         if (kdcl_run_forward(run) || kdcl_run_backward(run)
             || kdcl_context_finish(ctx)) {
@@ -365,7 +368,7 @@ static int bench_gemm(kdcl_context *ctx, size_t m, size_t n, size_t k,
                                                         (int64_t)n},
             cs[2] = {(int64_t)m, (int64_t)n};
     kdcl_tensor *a = NULL, *b = NULL, *c = NULL;
-    double t[64];
+    double t[MAX_REPS];
     int status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, as, &a);
     if (!status)
         status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, bs, &b);
@@ -464,7 +467,7 @@ static int bench_train_step(kdcl_context *ctx, const char *spec_json,
     float *host = malloc((size_t)(B * 784) * sizeof *host);
     int32_t *lab = malloc((size_t)B * sizeof *lab);
     uint64_t seed = 1;
-    double t[64];
+    double t[MAX_REPS];
     int status;
 
     memset(&d, 0, sizeof d);
@@ -635,7 +638,7 @@ int cli_bench(int argc, char **argv)
         case 'z': cli_list_add(&want_sizes, optarg); break;
         case 'r':
             reps = atoi(optarg);
-            if (reps < 1 || reps > 200) {
+            if (reps < 1 || reps > MAX_REPS) {
                 rc = cli_usage("bench", "--reps takes 1..200");
                 goto out;
             }

@@ -248,3 +248,13 @@ Test(cli, bench_measures_bandwidth_and_plugin)
     cr_assert(strstr(out, "256x100"));
     cr_assert_eq(cli("bench --size 999x1"), 2);
 }
+
+/* More repetitions than a fixed array of 64 times held (it overflowed). */
+Test(cli, bench_gemm_takes_many_reps)
+{
+    if (th_small())
+        cr_skip_test("bench is not run under the checking implementation");
+    cr_assert_eq(cli("bench --no-plugins --gemm --reps 70"), 0, "%s", err);
+    cr_assert(strstr(out, "mlp 784-1200 fwd"), "%s", out);
+    cr_assert_eq(cli("bench --reps 201"), 2);
+}
