@@ -70,6 +70,14 @@ static int log_level(void)
     return e ? atoi(e) : KDCL_LOG_WARN;
 }
 
+void cli_training_threads(void)
+{
+    const char *layers = getenv("KDCL_LAYERS");
+    if (layers && !strcmp(layers, "kernel"))
+        return;
+    setenv("POCL_MAX_PTHREAD_COUNT", "1", 0); /* 0: the user's value wins */
+}
+
 kdcl_context *cli_open(const char *spec)
 {
     kdcl_context *ctx = NULL;

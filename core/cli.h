@@ -21,6 +21,15 @@ void cli_log(void *user, int level, const char *msg);
 
 /* Make a context (with the command's logging) and open spec; prints the
    error and returns NULL on failure. */
+/*
+ * Training runs the heavy layers of a CPU device on the host (BLAS and
+ * OpenMP threads, core/host.c); PoCL's worker threads, running the small
+ * kernels in between, then compete with them for the same cores.  Ask
+ * PoCL for one worker (POCL_MAX_PTHREAD_COUNT=1) unless the user set it
+ * or KDCL_LAYERS=kernel; other platforms ignore the variable.  Call before
+ * cli_open: PoCL reads it once, when the platform is first listed.
+ */
+void cli_training_threads(void);
 kdcl_context *cli_open(const char *spec);
 /* Load plugins from --plugin-dir dirs then the default path. */
 kdcl_registry *cli_registry(const char *const *dirs, size_t n_dirs);

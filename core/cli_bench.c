@@ -675,6 +675,10 @@ int cli_bench(int argc, char **argv)
             cli_error("unknown plugin '%s'", plugins.v[i]);
             goto out;
         }
+    /* Training steps alone are measured as kdcl train runs them; beside
+       plugins or GEMM, PoCL keeps the threads those are measured with. */
+    if (do_train && !do_plugins && !do_gemm)
+        cli_training_threads();
     ctx = cli_open(device);
     if (!ctx)
         goto out;

@@ -371,6 +371,7 @@ static int open_run(struct run_cfg *rc, char *err, size_t len)
     rc->tty = isatty(STDERR_FILENO);
     if ((status = read_settings(rc, err, len)))
         return status;
+    cli_training_threads();
     rc->ctx = cli_open(kdcl__config_str(rc->cfg, "device", "auto"));
     if (!rc->ctx) {
         snprintf(err, len, "no device");

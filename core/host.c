@@ -389,19 +389,20 @@ static void valid_cols(const struct kdcl__conv_geom *g, int64_t kw,
         *lo = *hi;
 }
 
-/* col [C*K*K, OH*OW] of one image x [C, H, W]: row (c*K + kh)*K + kw holds
-   x[c, oh*S - P + kh, ow*S - P + kw], 0 outside (as nn_im2col).  The
-   columns inside the image are found once per kernel column, so the inner
-   loop is a copy (stride 1) or a strided gather, without tests. */
+/* col [C*K*K, OH*OW] of one image x [C, H, W], rows ld floats apart:
+   row (c*K + kh)*K + kw holds x[c, oh*S - P + kh, ow*S - P + kw], 0
+   outside (as nn_im2col).  The columns inside the image are found once
+   per kernel column, so the inner loop is a copy (stride 1) or a strided
+   gather, without tests. */
 static void im2col(const struct kdcl__conv_geom *g, const float *x,
-                   float *col)
+                   float *col, size_t ld)
 {
     const int64_t K = g->k, OH = g->oh, OW = g->ow, S = g->s;
     for (int64_t c = 0; c < g->c; c++)
         for (int64_t kh = 0; kh < K; kh++)
             for (int64_t kw = 0; kw < K; kw++) {
                 const float *xc = x + c * g->h * g->w;
-                float *o = col + ((c * K + kh) * K + kw) * OH * OW;
+                float *o = col + (size_t)((c * K + kh) * K + kw) * ld;
                 int64_t lo, hi;
                 valid_cols(g, kw, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, o += OW) {
@@ -424,10 +425,11 @@ static void im2col(const struct kdcl__conv_geom *g, const float *x,
             }
 }
 
-/* gx [C, H, W] = the sum of dcol [C*K*K, OH*OW] over the kernel positions
-   that read each pixel, kernel positions outermost (as nn_col2im). */
+/* gx [C, H, W] = the sum of dcol [C*K*K, OH*OW] (rows ld floats apart)
+   over the kernel positions that read each pixel, kernel positions
+   outermost (as nn_col2im). */
 static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
-                   float *gx)
+                   size_t ld, float *gx)
 {
     const int64_t K = g->k, OH = g->oh, OW = g->ow, S = g->s;
     memset(gx, 0, sizeof(float) * (size_t)(g->c * g->h * g->w));
@@ -435,7 +437,7 @@ static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
         for (int64_t kh = 0; kh < K; kh++)
             for (int64_t kw = 0; kw < K; kw++) {
                 float *gc = gx + c * g->h * g->w;
-                const float *d = dcol + ((c * K + kh) * K + kw) * OH * OW;
+                const float *d = dcol + (size_t)((c * K + kh) * K + kw) * ld;
                 int64_t lo, hi;
                 valid_cols(g, kw, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, d += OW) {
@@ -483,6 +485,23 @@ static size_t geom_ckk(const struct kdcl__conv_geom *g)
     return (size_t)(g->c * g->k * g->k);
 }
 
+/*
+ * Images per GEMM: a thread builds the columns of a group of its images
+ * side by side, [CKK, G*P], and multiplies once; one GEMM per image left
+ * the small layers of LeNet to BLIS's per-call cost.  The group's columns
+ * stay within about 256 KiB (in L2), at most 32 images.
+ */
+static size_t conv_group(const struct kdcl__conv_geom *g, size_t per_thread)
+{
+    const size_t img = geom_ckk(g) * (size_t)(g->oh * g->ow) * sizeof(float);
+    size_t G = img ? (256u << 10) / img : 1;
+    if (G > 32)
+        G = 32;
+    if (G > per_thread)
+        G = per_thread;
+    return G < 1 ? 1 : G;
+}
+
 int kdcl__host_conv_forward(kdcl_context *ctx,
                             const struct kdcl__conv_geom *g,
                             const kdcl_tensor *x, const kdcl_tensor *w,
@@ -494,29 +513,37 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
     const size_t oc = (size_t)g->oc, B = (size_t)g->b;
     const size_t in_per = (size_t)(g->c * g->h * g->w);
     const int nt = batch_threads(B);
+    const size_t G = conv_group(g, (B + (size_t)nt - 1) / (size_t)nt);
+    /* per thread: the group's columns and its output [OC, G*P] */
+    const size_t per = (ckk + oc) * G * P;
     float *scratch;
     uint64_t t0;
     int status;
     if (B == 0)
         return KDCL_OK;
-    scratch = layer_begin(ctx, buf, 4, ckk * P * (size_t)nt, 0, &status);
+    scratch = layer_begin(ctx, buf, 4, per * (size_t)nt, 0, &status);
     if (!scratch)
         return status;
     t0 = now_ns();
     PARALLEL_NT
     {
         const int t = thread_id();
-        float *col = scratch + (size_t)t * ckk * P;
-        for (size_t i = B * (size_t)t / (size_t)nt;
-             i < B * (size_t)(t + 1) / (size_t)nt; i++) {
-            float *yi = buf[3].p + i * oc * P;
-            im2col(g, buf[0].p + i * in_per, col);
-            /* y_i [OC, P] = W [OC, CKK] col [CKK, P] + bias */
-            host_sgemm(0, 0, oc, P, ckk, 1.0f, buf[1].p, ckk, col, P, 0.0f,
-                       yi, P, nt > 1);
-            for (size_t o = 0; o < oc; o++)
-                for (size_t p = 0; p < P; p++)
-                    yi[o * P + p] += buf[2].p[o];
+        float *col = scratch + (size_t)t * per, *yg = col + ckk * G * P;
+        const size_t hi = B * (size_t)(t + 1) / (size_t)nt;
+        for (size_t i0 = B * (size_t)t / (size_t)nt; i0 < hi; i0 += G) {
+            const size_t n = hi - i0 < G ? hi - i0 : G, ld = n * P;
+            for (size_t j = 0; j < n; j++)
+                im2col(g, buf[0].p + (i0 + j) * in_per, col + j * P, ld);
+            /* yg [OC, n*P] = W [OC, CKK] col [CKK, n*P] */
+            host_sgemm(0, 0, oc, ld, ckk, 1.0f, buf[1].p, ckk, col, ld, 0.0f,
+                       yg, ld, nt > 1);
+            for (size_t j = 0; j < n; j++)
+                for (size_t o = 0; o < oc; o++) {
+                    float *yo = buf[3].p + ((i0 + j) * oc + o) * P;
+                    const float *src = yg + o * ld + j * P, b = buf[2].p[o];
+                    for (size_t p = 0; p < P; p++)
+                        yo[p] = src[p] + b;
+                }
         }
     }
     return layer_end(ctx, buf, 4, scratch, "host_conv_forward", t0);
@@ -534,11 +561,13 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     const size_t oc = (size_t)g->oc, B = (size_t)g->b;
     const size_t in_per = (size_t)(g->c * g->h * g->w);
     const int nt = batch_threads(B);
-    /* Per thread: a col block, and its own dW and db sums (added in
-       thread order afterwards).  The columns are rebuilt from x rather
-       than kept from the forward pass: a copy per image, against a
-       [B, CKK, P] buffer (10 MB for LeNet-5's first layer at B 128). */
-    const size_t per = ckk * P + oc * ckk + oc;
+    const size_t G = conv_group(g, (B + (size_t)nt - 1) / (size_t)nt);
+    /* Per thread: a group's columns, its output gradient gathered as
+       [OC, G*P], and the thread's own dW and db sums (added in thread
+       order afterwards).  The columns are rebuilt from x rather than kept
+       from the forward pass: a copy per image, against a [B, CKK, P]
+       buffer (10 MB for LeNet-5's first layer at B 128). */
+    const size_t per = (ckk + oc) * G * P + oc * ckk + oc;
     float *scratch;
     uint64_t t0;
     int status;
@@ -551,33 +580,41 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     PARALLEL_NT
     {
         const int t = thread_id();
-        float *col = scratch + (size_t)t * per;
-        float *dw = col + ckk * P, *db = dw + oc * ckk;
-        for (size_t i = B * (size_t)t / (size_t)nt;
-             i < B * (size_t)(t + 1) / (size_t)nt; i++) {
-            const float *gyi = buf[2].p + i * oc * P;
-            im2col(g, buf[0].p + i * in_per, col);
-            /* dW += gy_i [OC, P] col^T [P, CKK]; db += row sums of gy_i */
-            host_sgemm(0, 1, oc, ckk, P, 1.0f, gyi, P, col, P, 1.0f, dw, ckk,
-                       nt > 1);
+        float *col = scratch + (size_t)t * per, *gyg = col + ckk * G * P;
+        float *dw = gyg + oc * G * P, *db = dw + oc * ckk;
+        const size_t hi = B * (size_t)(t + 1) / (size_t)nt;
+        for (size_t i0 = B * (size_t)t / (size_t)nt; i0 < hi; i0 += G) {
+            const size_t n = hi - i0 < G ? hi - i0 : G, ld = n * P;
+            for (size_t j = 0; j < n; j++) {
+                im2col(g, buf[0].p + (i0 + j) * in_per, col + j * P, ld);
+                for (size_t o = 0; o < oc; o++)
+                    memcpy(gyg + o * ld + j * P,
+                           buf[2].p + ((i0 + j) * oc + o) * P,
+                           sizeof(float) * P);
+            }
+            /* dW += gyg [OC, n*P] col^T [n*P, CKK]; db += row sums */
+            host_sgemm(0, 1, oc, ckk, ld, 1.0f, gyg, ld, col, ld, 1.0f, dw,
+                       ckk, nt > 1);
             for (size_t o = 0; o < oc; o++) {
                 float s = 0.0f;
-                for (size_t p = 0; p < P; p++)
-                    s += gyi[o * P + p];
+                for (size_t p = 0; p < ld; p++)
+                    s += gyg[o * ld + p];
                 db[o] += s;
             }
             if (gx) {
-                /* dcol [CKK, P] = W^T gy_i, folded back into the image */
-                host_sgemm(1, 0, ckk, P, oc, 1.0f, buf[1].p, ckk, gyi, P,
-                           0.0f, col, P, nt > 1);
-                col2im(g, col, buf[5].p + i * in_per);
+                /* dcol [CKK, n*P] = W^T gyg, folded back into the images */
+                host_sgemm(1, 0, ckk, ld, oc, 1.0f, buf[1].p, ckk, gyg, ld,
+                           0.0f, col, ld, nt > 1);
+                for (size_t j = 0; j < n; j++)
+                    col2im(g, col + j * P, ld, buf[5].p + (i0 + j) * in_per);
             }
         }
     }
     memset(buf[3].p, 0, sizeof(float) * oc * ckk);
     memset(buf[4].p, 0, sizeof(float) * oc);
-    add_parts(buf[3].p, scratch + ckk * P, nt, oc * ckk, per);
-    add_parts(buf[4].p, scratch + ckk * P + oc * ckk, nt, oc, per);
+    add_parts(buf[3].p, scratch + (ckk + oc) * G * P, nt, oc * ckk, per);
+    add_parts(buf[4].p, scratch + (ckk + oc) * G * P + oc * ckk, nt, oc,
+              per);
     return layer_end(ctx, buf, 6, scratch, "host_conv_backward", t0);
 }
 

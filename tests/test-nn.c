@@ -174,7 +174,9 @@ Test(nn, linear_gradients)
     FOR_EACH_LAYER_PATH(linear_grads_case());
 }
 
-static void conv_grads_case(void)
+/* B 67: the host path's groups of up to 32 images per GEMM, and a
+   ragged last group, on one thread or two. */
+static void conv_grads_case(int B)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_CONV2D), L(KDCL__L_FLATTEN)};
     int64_t in[3] = {2, 6, 5};
@@ -183,14 +185,15 @@ static void conv_grads_case(void)
     s[0].kernel = 3;
     s[0].stride = 2;
     s[0].padding = 1;
-    net_init(&n, s, 2, 3, in, 2);
+    net_init(&n, s, 2, 3, in, B);
     check_grads(&n, -1, 1, 1e-2, 2e-3);
     net_free(&n);
 }
 
 Test(nn, conv2d_gradients_stride_and_padding)
 {
-    FOR_EACH_LAYER_PATH(conv_grads_case());
+    FOR_EACH_LAYER_PATH(conv_grads_case(2));
+    FOR_EACH_LAYER_PATH(conv_grads_case(67));
 }
 
 Test(nn, relu_gradients)
@@ -324,14 +327,15 @@ Test(nn, batchnorm_running_stats_and_eval)
     net_free(&n);
 }
 
-static void conv_reference_case(void)
+static void conv_reference_case(int B)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_CONV2D), L(KDCL__L_FLATTEN)};
     int64_t in[3] = {3, 7, 6};
-    const int B = 2, C = 3, H = 7, W = 6, OC = 4, K = 3, S = 2, P = 1;
+    const int C = 3, H = 7, W = 6, OC = 4, K = 3, S = 2, P = 1;
     const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1;
+    const size_t nx = (size_t)B * C * H * W;
     struct net n;
-    float x[2 * 3 * 7 * 6], w[4 * 3 * 3 * 3], b[4], *y;
+    float *x = malloc(sizeof(float) * nx), w[4 * 3 * 3 * 3], b[4], *y;
     const kdcl_tensor *out;
     const char *name;
     kdcl_tensor *val, *grad;
@@ -340,8 +344,8 @@ static void conv_reference_case(void)
     s[0].stride = S;
     s[0].padding = P;
     net_init(&n, s, 2, 3, in, B);
-    th_fill_uniform(x, sizeof x / 4, -1, 1, 3);
-    kdcl_tensor_write(n.x, x, sizeof x);
+    th_fill_uniform(x, nx, -1, 1, 3);
+    kdcl_tensor_write(n.x, x, sizeof(float) * nx);
     kdcl__model_param(n.m, 0, &name, &val, &grad);
     cr_assert_str_eq(name, "0.weight");
     kdcl_tensor_read(val, w, sizeof w);
@@ -369,13 +373,15 @@ static void conv_reference_case(void)
                         y[((bb * OC + o) * OH + oh) * OW + ow], acc, 1e-5,
                         1e-5, "conv output");
                 }
+    free(x);
     free(y);
     net_free(&n);
 }
 
 Test(nn, conv2d_matches_naive_reference)
 {
-    FOR_EACH_LAYER_PATH(conv_reference_case());
+    FOR_EACH_LAYER_PATH(conv_reference_case(2));
+    FOR_EACH_LAYER_PATH(conv_reference_case(67));
 }
 
 Test(nn, maxpool_matches_naive_reference)
