@@ -366,6 +366,7 @@ void kdcl_context_free(kdcl_context *ctx)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->cl_ctx)
         clReleaseContext(ctx->cl_ctx);
+    free(ctx->host_scratch);
     free(ctx->devices);
     free(ctx->device_ids);
     free(ctx->device_platforms);

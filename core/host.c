@@ -451,32 +451,34 @@ static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
 }
 
 /* A layer's host work starts with its per-thread scratch (floats of it,
-   zeroed when zero) and the maps; NULL, with *status set and reported,
-   when either fails. */
+   zeroed when zero; the context's, kept between calls) and the maps;
+   NULL, with *status set and reported, when either fails. */
 static float *layer_begin(kdcl_context *ctx, struct host_buf *buf, int n,
                           size_t floats, int zero, int *status)
 {
-    float *scratch = zero ? calloc(floats, sizeof(float))
-                          : malloc(floats * sizeof(float));
-    if (!scratch) {
-        *status = kdcl__error(ctx, KDCL_ENOMEM, "host layer: out of memory");
-        return NULL;
+    if (floats > ctx->host_scratch_floats) {
+        float *p = malloc(floats * sizeof(float));
+        if (!p) {
+            *status = kdcl__error(ctx, KDCL_ENOMEM,
+                                  "host layer: out of memory");
+            return NULL;
+        }
+        free(ctx->host_scratch);
+        ctx->host_scratch = p;
+        ctx->host_scratch_floats = floats;
     }
+    if (zero)
+        memset(ctx->host_scratch, 0, floats * sizeof(float));
     *status = map_all(ctx, buf, n);
-    if (*status) {
-        free(scratch);
-        return NULL;
-    }
-    return scratch;
+    return *status ? NULL : ctx->host_scratch;
 }
 
 /* ... and ends with its profile record (work since t0) and the unmaps. */
 static int layer_end(kdcl_context *ctx, struct host_buf *buf, int n,
-                     float *scratch, const char *name, uint64_t t0)
+                     const char *name, uint64_t t0)
 {
     if (ctx->profiling)
         kdcl__profile_add_ns(ctx, name, now_ns() - t0);
-    free(scratch);
     return unmap_all(ctx, buf, n, 1);
 }
 
@@ -546,7 +548,7 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
                 }
         }
     }
-    return layer_end(ctx, buf, 4, scratch, "host_conv_forward", t0);
+    return layer_end(ctx, buf, 4, "host_conv_forward", t0);
 }
 
 int kdcl__host_conv_backward(kdcl_context *ctx,
@@ -615,7 +617,7 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     add_parts(buf[3].p, scratch + (ckk + oc) * G * P, nt, oc * ckk, per);
     add_parts(buf[4].p, scratch + (ckk + oc) * G * P + oc * ckk, nt, oc,
               per);
-    return layer_end(ctx, buf, 6, scratch, "host_conv_backward", t0);
+    return layer_end(ctx, buf, 6, "host_conv_backward", t0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -642,7 +644,7 @@ int kdcl__host_linear_forward(kdcl_context *ctx,
         memcpy(buf[3].p + r * out, buf[2].p, sizeof(float) * out);
     host_sgemm(0, 1, B, out, in, 1.0f, buf[0].p, in, buf[1].p, in, 1.0f,
                buf[3].p, out, 0);
-    return layer_end(ctx, buf, 4, NULL, "host_linear_forward", t0);
+    return layer_end(ctx, buf, 4, "host_linear_forward", t0);
 }
 
 int kdcl__host_linear_backward(kdcl_context *ctx,
@@ -672,7 +674,7 @@ int kdcl__host_linear_backward(kdcl_context *ctx,
     if (gx) /* gx [B, in] = gy w */
         host_sgemm(0, 0, B, in, out, 1.0f, buf[2].p, out, buf[1].p, in, 0.0f,
                    buf[5].p, in, 0);
-    return layer_end(ctx, buf, 6, NULL, "host_linear_backward", t0);
+    return layer_end(ctx, buf, 6, "host_linear_backward", t0);
 }
 
 #else /* no host BLAS */

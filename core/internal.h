@@ -87,6 +87,11 @@ struct kdcl_context {
        OpenCL context until cleared (kdcl_context_free clears it). */
     bool used_clblast;
 
+    /* The host layers' scratch (core/host.c), grown as needed and kept:
+       a fresh allocation per layer call cost page faults every step. */
+    float *host_scratch;
+    size_t host_scratch_floats;
+
     /* The training engine's kernels (core/nn.c), built on first use. */
     void *nn;
     void (*nn_free)(void *nn);
