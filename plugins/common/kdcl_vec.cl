@@ -1,9 +1,10 @@
 /*
- * plugins/common/kdcl_vec.cl - helpers of the row kernels on CPU devices
- * (hinton) and at vocabulary scale (jsd, tvd, skewkl): the lane type (float16 on CPU devices, where one
- * work-item walks a row in SIMD chunks; scalar elsewhere), horizontal sum
- * and max, a fast log for positive normal floats, and chunk loads/stores
- * that pad a row's ragged end.  Embedded after kdcl_common.cl and before
+ * plugins/common/kdcl_vec.cl - helpers of the row kernels (hinton's on
+ * CPU devices; jsd, tvd, skewkl): the lane type (float16 on CPU devices,
+ * where one work-item walks a row in SIMD chunks; scalar elsewhere),
+ * horizontal sum and max, a fast log for positive normal floats, a fast
+ * exp for non-positive arguments, and chunk loads/stores that pad a
+ * row's ragged end.  Embedded after kdcl_common.cl and before
  * the plugin's own kernels.
  */
 #ifdef KDCL_DEVICE_CPU

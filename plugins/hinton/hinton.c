@@ -78,8 +78,8 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     {
         /* An integer T lets the CPU kernel get exp(z) from exp(z/T)^T by
            squaring, unrolled at build time. */
-        const int t_pow = s->t == (double)(int)s->t && s->t >= 1.0
-                                  && s->t <= 64.0
+        const int t_pow = s->t >= 1.0 && s->t <= 64.0
+                                  && s->t == (double)(int)s->t
                               ? (int)s->t
                               : 0;
         char opts[32];
