@@ -353,7 +353,7 @@ Test(attention, matches_reference_with_labels)
 
 Test(attention, matches_reference_other_exponents)
 {
-    /* Non-integer p on signed maps: |A|^p (see docs/plugins/attention.md). */
+    /* Non-integer p on signed maps: |A|^p (see docs/plugins.md, attention). */
     const struct shp sh[] = {{3, 4, 4, 5}};
     const double ps[] = {1.0, 0.5, 2.5, 3.0, 4.0};
     for (int i = 0; i < 5; i++)

@@ -8,7 +8,7 @@
  * The reference works on the features directly (pairwise differences and
  * dot products, per-pair derivatives); the plugin goes through Gram
  * matrices.  Random features in [-30, 30]^D are far apart, so the Gram
- * route's float32 cancellation (see docs/plugins/relation.md) stays well
+ * route's float32 cancellation (see docs/plugins.md, relation) stays well
  * inside the tolerances.
  */
 #include "harness.h"

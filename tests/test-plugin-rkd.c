@@ -8,7 +8,7 @@
  * The reference loops over pairs and B^3 triples directly (fine at
  * B <= 70 in float64); the plugin goes through Gram matrices and batched
  * GEMMs over anchor chunks.  Random features in [-30, 30]^D are far apart,
- * so the Gram route's float32 cancellation (docs/plugins/rkd.md) stays
+ * so the Gram route's float32 cancellation (docs/plugins.md, rkd) stays
  * well inside the tolerances.
  */
 #include "harness.h"

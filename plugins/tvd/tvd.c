@@ -71,7 +71,7 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
        work-group as a loop over its items, so there a group of one item
        per row streams the row in float16 vectors without barriers: at
        V = 1000 it takes a fifth of the time of 64 items, at V = 32000
-       15% less (PoCL, see docs/plugins/tvd.md). */
+       15% less (PoCL, see docs/plugins.md, tvd). */
     s->wg = 1;
     while (dev->type != KDCL_DEVICE_CPU && s->wg * 2 <= 256u
            && s->wg * 2 <= dev->max_wg_size)
