@@ -276,6 +276,13 @@ static int batch_threads(size_t items)
     return nt < 1 ? 1 : nt;
 }
 
+/* Thread t's contiguous share [*lo, *hi) of n items over nt threads. */
+static void share(size_t n, int t, int nt, size_t *lo, size_t *hi)
+{
+    *lo = n * (size_t)t / (size_t)nt;
+    *hi = n * (size_t)(t + 1) / (size_t)nt;
+}
+
 /* dst[i] += part[t * stride + i] for i < n, t = 0 .. nt-1 in thread
    order. */
 static void add_parts(float *dst, const float *part, int nt, size_t n,
@@ -319,8 +326,8 @@ static int host_gemm_batch(int trans_a, int trans_b, size_t m, size_t n,
     PARALLEL_NT
     {
         const int t = thread_id();
-        const size_t lo = batch * (size_t)t / (size_t)nt;
-        const size_t hi = batch * (size_t)(t + 1) / (size_t)nt;
+        size_t lo, hi;
+        share(batch, t, nt, &lo, &hi);
         for (size_t i = lo; i < hi; i++) {
             float *ci = c + i * c_stride;
             size_t ld = ldc;
@@ -451,10 +458,10 @@ static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
 }
 
 /* A layer's host work starts with its per-thread scratch (floats of it,
-   zeroed when zero; the context's, kept between calls) and the maps;
-   NULL, with *status set and reported, when either fails. */
+   uninitialised: the context's, kept between calls) and the maps; NULL,
+   with *status set and reported, when either fails. */
 static float *layer_begin(kdcl_context *ctx, struct host_buf *buf, int n,
-                          size_t floats, int zero, int *status)
+                          size_t floats, int *status)
 {
     if (floats > ctx->host_scratch_floats) {
         float *p = malloc(floats * sizeof(float));
@@ -467,8 +474,6 @@ static float *layer_begin(kdcl_context *ctx, struct host_buf *buf, int n,
         ctx->host_scratch = p;
         ctx->host_scratch_floats = floats;
     }
-    if (zero)
-        memset(ctx->host_scratch, 0, floats * sizeof(float));
     *status = map_all(ctx, buf, n);
     return *status ? NULL : ctx->host_scratch;
 }
@@ -488,20 +493,37 @@ static size_t geom_ckk(const struct kdcl__conv_geom *g)
 }
 
 /*
- * Images per GEMM: a thread builds the columns of a group of its images
- * side by side, [CKK, G*P], and multiplies once; one GEMM per image left
- * the small layers of LeNet to BLIS's per-call cost.  The group's columns
- * stay within about 256 KiB (in L2), at most 32 images.
+ * What both Conv2d passes derive from the geometry: per-image sizes, the
+ * threads the batch is spread over, and the images per GEMM (G): a
+ * thread builds the columns of a group of its images side by side,
+ * [CKK, G*P], and multiplies once; one GEMM per image left the small
+ * layers of LeNet to BLIS's per-call cost.  A group's columns stay within
+ * about 256 KiB (in L2), at most 32 images.
  */
-static size_t conv_group(const struct kdcl__conv_geom *g, size_t per_thread)
+struct conv_plan {
+    size_t ckk, P, oc, B, in_per, G;
+    int nt;
+};
+
+static struct conv_plan conv_plan(const struct kdcl__conv_geom *g)
 {
-    const size_t img = geom_ckk(g) * (size_t)(g->oh * g->ow) * sizeof(float);
-    size_t G = img ? (256u << 10) / img : 1;
-    if (G > 32)
-        G = 32;
-    if (G > per_thread)
-        G = per_thread;
-    return G < 1 ? 1 : G;
+    struct conv_plan c;
+    size_t img;
+    c.ckk = geom_ckk(g);
+    c.P = (size_t)(g->oh * g->ow);
+    c.oc = (size_t)g->oc;
+    c.B = (size_t)g->b;
+    c.in_per = (size_t)(g->c * g->h * g->w);
+    c.nt = batch_threads(c.B);
+    img = c.ckk * c.P * sizeof(float);
+    c.G = img ? (256u << 10) / img : 1;
+    if (c.G > 32)
+        c.G = 32;
+    if (c.G > (c.B + (size_t)c.nt - 1) / (size_t)c.nt)
+        c.G = (c.B + (size_t)c.nt - 1) / (size_t)c.nt;
+    if (c.G < 1)
+        c.G = 1;
+    return c;
 }
 
 int kdcl__host_conv_forward(kdcl_context *ctx,
@@ -511,39 +533,36 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
 {
     struct host_buf buf[4] = {
         {x, 0, NULL}, {w, 0, NULL}, {bias, 0, NULL}, {y, 1, NULL}};
-    const size_t ckk = geom_ckk(g), P = (size_t)(g->oh * g->ow);
-    const size_t oc = (size_t)g->oc, B = (size_t)g->b;
-    const size_t in_per = (size_t)(g->c * g->h * g->w);
-    const int nt = batch_threads(B);
-    const size_t G = conv_group(g, (B + (size_t)nt - 1) / (size_t)nt);
+    const struct conv_plan c = conv_plan(g);
     /* per thread: the group's columns and its output [OC, G*P] */
-    const size_t per = (ckk + oc) * G * P;
+    const size_t per = (c.ckk + c.oc) * c.G * c.P;
+    const int nt = c.nt;
     float *scratch;
     uint64_t t0;
     int status;
-    if (B == 0)
+    if (c.B == 0)
         return KDCL_OK;
-    scratch = layer_begin(ctx, buf, 4, per * (size_t)nt, 0, &status);
+    scratch = layer_begin(ctx, buf, 4, per * (size_t)nt, &status);
     if (!scratch)
         return status;
     t0 = now_ns();
     PARALLEL_NT
     {
         const int t = thread_id();
-        float *col = scratch + (size_t)t * per, *yg = col + ckk * G * P;
-        const size_t hi = B * (size_t)(t + 1) / (size_t)nt;
-        for (size_t i0 = B * (size_t)t / (size_t)nt; i0 < hi; i0 += G) {
-            const size_t n = hi - i0 < G ? hi - i0 : G, ld = n * P;
+        float *col = scratch + (size_t)t * per, *yg = col + c.ckk * c.G * c.P;
+        size_t i0, hi;
+        for (share(c.B, t, nt, &i0, &hi); i0 < hi; i0 += c.G) {
+            const size_t n = hi - i0 < c.G ? hi - i0 : c.G, ld = n * c.P;
             for (size_t j = 0; j < n; j++)
-                im2col(g, buf[0].p + (i0 + j) * in_per, col + j * P, ld);
+                im2col(g, buf[0].p + (i0 + j) * c.in_per, col + j * c.P, ld);
             /* yg [OC, n*P] = W [OC, CKK] col [CKK, n*P] */
-            host_sgemm(0, 0, oc, ld, ckk, 1.0f, buf[1].p, ckk, col, ld, 0.0f,
-                       yg, ld, nt > 1);
+            host_sgemm(0, 0, c.oc, ld, c.ckk, 1.0f, buf[1].p, c.ckk, col, ld,
+                       0.0f, yg, ld, nt > 1);
             for (size_t j = 0; j < n; j++)
-                for (size_t o = 0; o < oc; o++) {
-                    float *yo = buf[3].p + ((i0 + j) * oc + o) * P;
-                    const float *src = yg + o * ld + j * P, b = buf[2].p[o];
-                    for (size_t p = 0; p < P; p++)
+                for (size_t o = 0; o < c.oc; o++) {
+                    float *yo = buf[3].p + ((i0 + j) * c.oc + o) * c.P;
+                    const float *src = yg + o * ld + j * c.P, b = buf[2].p[o];
+                    for (size_t p = 0; p < c.P; p++)
                         yo[p] = src[p] + b;
                 }
         }
@@ -559,45 +578,44 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
 {
     struct host_buf buf[6] = {{x, 0, NULL},  {w, 0, NULL},  {gy, 0, NULL},
                               {gw, 1, NULL}, {gb, 1, NULL}, {gx, 1, NULL}};
-    const size_t ckk = geom_ckk(g), P = (size_t)(g->oh * g->ow);
-    const size_t oc = (size_t)g->oc, B = (size_t)g->b;
-    const size_t in_per = (size_t)(g->c * g->h * g->w);
-    const int nt = batch_threads(B);
-    const size_t G = conv_group(g, (B + (size_t)nt - 1) / (size_t)nt);
+    const struct conv_plan c = conv_plan(g);
     /* Per thread: a group's columns, its output gradient gathered as
        [OC, G*P], and the thread's own dW and db sums (added in thread
        order afterwards).  The columns are rebuilt from x rather than kept
        from the forward pass: a copy per image, against a [B, CKK, P]
        buffer (10 MB for LeNet-5's first layer at B 128). */
-    const size_t per = (ckk + oc) * G * P + oc * ckk + oc;
+    const size_t grp = (c.ckk + c.oc) * c.G * c.P, sums = c.oc * c.ckk + c.oc;
+    const size_t per = grp + sums;
+    const int nt = c.nt;
     float *scratch;
     uint64_t t0;
     int status;
-    if (B == 0)
+    if (c.B == 0)
         return KDCL_OK;
-    scratch = layer_begin(ctx, buf, 6, per * (size_t)nt, 1, &status);
+    scratch = layer_begin(ctx, buf, 6, per * (size_t)nt, &status);
     if (!scratch)
         return status;
     t0 = now_ns();
     PARALLEL_NT
     {
         const int t = thread_id();
-        float *col = scratch + (size_t)t * per, *gyg = col + ckk * G * P;
-        float *dw = gyg + oc * G * P, *db = dw + oc * ckk;
-        const size_t hi = B * (size_t)(t + 1) / (size_t)nt;
-        for (size_t i0 = B * (size_t)t / (size_t)nt; i0 < hi; i0 += G) {
-            const size_t n = hi - i0 < G ? hi - i0 : G, ld = n * P;
+        float *col = scratch + (size_t)t * per, *gyg = col + c.ckk * c.G * c.P;
+        float *dw = col + grp, *db = dw + c.oc * c.ckk;
+        size_t i0, hi;
+        memset(dw, 0, sizeof(float) * sums); /* the rest is overwritten */
+        for (share(c.B, t, nt, &i0, &hi); i0 < hi; i0 += c.G) {
+            const size_t n = hi - i0 < c.G ? hi - i0 : c.G, ld = n * c.P;
             for (size_t j = 0; j < n; j++) {
-                im2col(g, buf[0].p + (i0 + j) * in_per, col + j * P, ld);
-                for (size_t o = 0; o < oc; o++)
-                    memcpy(gyg + o * ld + j * P,
-                           buf[2].p + ((i0 + j) * oc + o) * P,
-                           sizeof(float) * P);
+                im2col(g, buf[0].p + (i0 + j) * c.in_per, col + j * c.P, ld);
+                for (size_t o = 0; o < c.oc; o++)
+                    memcpy(gyg + o * ld + j * c.P,
+                           buf[2].p + ((i0 + j) * c.oc + o) * c.P,
+                           sizeof(float) * c.P);
             }
             /* dW += gyg [OC, n*P] col^T [n*P, CKK]; db += row sums */
-            host_sgemm(0, 1, oc, ckk, ld, 1.0f, gyg, ld, col, ld, 1.0f, dw,
-                       ckk, nt > 1);
-            for (size_t o = 0; o < oc; o++) {
+            host_sgemm(0, 1, c.oc, c.ckk, ld, 1.0f, gyg, ld, col, ld, 1.0f,
+                       dw, c.ckk, nt > 1);
+            for (size_t o = 0; o < c.oc; o++) {
                 float s = 0.0f;
                 for (size_t p = 0; p < ld; p++)
                     s += gyg[o * ld + p];
@@ -605,18 +623,18 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
             }
             if (gx) {
                 /* dcol [CKK, n*P] = W^T gyg, folded back into the images */
-                host_sgemm(1, 0, ckk, ld, oc, 1.0f, buf[1].p, ckk, gyg, ld,
-                           0.0f, col, ld, nt > 1);
+                host_sgemm(1, 0, c.ckk, ld, c.oc, 1.0f, buf[1].p, c.ckk, gyg,
+                           ld, 0.0f, col, ld, nt > 1);
                 for (size_t j = 0; j < n; j++)
-                    col2im(g, col + j * P, ld, buf[5].p + (i0 + j) * in_per);
+                    col2im(g, col + j * c.P, ld,
+                           buf[5].p + (i0 + j) * c.in_per);
             }
         }
     }
-    memset(buf[3].p, 0, sizeof(float) * oc * ckk);
-    memset(buf[4].p, 0, sizeof(float) * oc);
-    add_parts(buf[3].p, scratch + (ckk + oc) * G * P, nt, oc * ckk, per);
-    add_parts(buf[4].p, scratch + (ckk + oc) * G * P + oc * ckk, nt, oc,
-              per);
+    memset(buf[3].p, 0, sizeof(float) * c.oc * c.ckk);
+    memset(buf[4].p, 0, sizeof(float) * c.oc);
+    add_parts(buf[3].p, scratch + grp, nt, c.oc * c.ckk, per);
+    add_parts(buf[4].p, scratch + grp + c.oc * c.ckk, nt, c.oc, per);
     return layer_end(ctx, buf, 6, "host_conv_backward", t0);
 }
 
