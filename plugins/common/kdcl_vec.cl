@@ -175,3 +175,22 @@ void st_l(floatv v, __local float *p, int k, int n)
     for (int i = 0; i < n; i++)
         p[k * VW + i] = tmp[i];
 }
+
+/* Pass 0 of the row kernels: the maxima (.x of row s, .y of row t) over
+   the chunks k0, k0 + step, ... (cnt full ones) and, when tail, the
+   partial chunk at nfull of rem floats; -FLT_MAX for an item without
+   chunks. */
+float2 row_maxima(__global const float *s, __global const float *t, int k0,
+                  int cnt, int step, int nfull, int rem, int tail)
+{
+    floatv vs = -FLT_MAX, vt = -FLT_MAX;
+    for (int j = 0; j < cnt; j++) {
+        vs = vmax(vs, VLOAD(k0 + j * step, s));
+        vt = vmax(vt, VLOAD(k0 + j * step, t));
+    }
+    if (tail) {
+        vs = vmax(vs, ld_g(s, nfull, rem, -INFINITY));
+        vt = vmax(vt, ld_g(t, nfull, rem, -INFINITY));
+    }
+    return (float2)(hmax(vs), hmax(vt));
+}

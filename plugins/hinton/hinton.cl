@@ -226,18 +226,12 @@ __kernel void hinton_rows_vec(__global const float *restrict zs,
     r.w_kd = w_kd;
 
     /* Pass 0: row maxima of z_s and z_t. */
-    floatv msv = -INFINITY, mtv = -INFINITY;
-    for (int k = 0; k < nv; k++) {
-        msv = vmax(msv, VLOAD(k, r.s));
-        mtv = vmax(mtv, VLOAD(k, r.t));
+    {
+        const float2 m = row_maxima(r.s, r.t, 0, nv, 1, nv, rem, rem != 0);
+        r.mu = m.x;
+        r.ms = m.x * inv_t;
+        r.mt = m.y * inv_t;
     }
-    if (rem) {
-        msv = vmax(msv, ld_g(r.s, nv, rem, -INFINITY));
-        mtv = vmax(mtv, ld_g(r.t, nv, rem, -INFINITY));
-    }
-    r.mu = hmax(msv);
-    r.ms = r.mu * inv_t;
-    r.mt = hmax(mtv) * inv_t;
 
     /* Pass 1: normalisers. */
     floatv zsv = 0.0f, ztv = 0.0f, zuv = 0.0f;

@@ -159,19 +159,13 @@ void skewkl_rows(__global const float *restrict zs,
         return;
     }
 
-    /* pass 1a: the item's maxima (pass 1b rereads its chunks from cache) */
-    floatv vms = -FLT_MAX, vmt = -FLT_MAX;
-    for (int j = 0; j < cnt; j++) {
-        vms = vmax(vms, VLOAD(k0 + j * step, r.s));
-        vmt = vmax(vmt, VLOAD(k0 + j * step, r.t));
+    /* pass 1a: the item's maxima (pass 1b rereads its chunks from cache);
+       T > 0: the max of z / T is the max of z, over T */
+    {
+        const float2 m = row_maxima(r.s, r.t, k0, cnt, step, nfull, rem, tail);
+        r.ms = m.x * inv_t;
+        r.mt = m.y * inv_t;
     }
-    if (tail) {
-        vms = vmax(vms, ld_g(r.s, nfull, rem, -INFINITY));
-        vmt = vmax(vmt, ld_g(r.t, nfull, rem, -INFINITY));
-    }
-    /* T > 0: the max of z / T is the max of z, over T */
-    r.ms = hmax(vms) * inv_t;
-    r.mt = hmax(vmt) * inv_t;
 
     /* pass 1b */
     floatv vzs = 0.0f, vzt = 0.0f;
