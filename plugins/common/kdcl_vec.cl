@@ -17,18 +17,26 @@
 
 #if VW == 16
 typedef float16 floatv;
+typedef float16 __attribute__((aligned(4))) floatv_u; /* unaligned */
 typedef int16 intv;
 #define VLOAD vload16
 #define VSTORE vstore16
+/* Full-chunk stores to global and local rows as one unaligned vector
+   store: PoCL's vstore16 is compiled into three partial stores. */
+#define VSTORE_G(v, k, p) (*(__global floatv_u *)((p) + (k) * VW) = (v))
+#define VSTORE_L(v, k, p) (*(__local floatv_u *)((p) + (k) * VW) = (v))
 #define AS_FLOATV as_float16
 #define AS_INTV as_int16
 #define CONVERT_FLOATV convert_float16
 #define LANES (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 #else
 typedef float floatv;
+typedef float floatv_u;
 typedef int intv;
 #define VLOAD(k, p) ((p)[(k)])
 #define VSTORE(v, k, p) ((p)[(k)] = (v))
+#define VSTORE_G VSTORE
+#define VSTORE_L VSTORE
 #define AS_FLOATV as_float
 #define AS_INTV as_int
 #define CONVERT_FLOATV convert_float
@@ -70,27 +78,23 @@ float hmax(floatv v)
 
 /*
  * Natural log of a positive, normal, finite x (the callers clamp to
- * FLT_MIN), about 1 ulp: x = 2^e m with m in [sqrt(1/2), sqrt(2)),
- * log m = log1p(m - 1) by the Cephes logf polynomial.  Twice as fast as
- * the library log on CPU devices, which also handles what cannot occur
- * here (zero, denormals, infinities, NaN).
+ * FLT_MIN), within 4e-7 relative and 1.1e-7 absolute for |log x| < 1:
+ * x = 2^e m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(u) with
+ * u = (m - 1) / (m + 1), |u| <= 0.1716, as 2u + u^3 P(u^2) with P a
+ * degree-1 minimax fit (3.4e-8 absolute).  The division costs one
+ * instruction where the Cephes logf polynomial, needed without it, costs
+ * ten; against the library log on CPU devices, which also handles what
+ * cannot occur here (zero, denormals, infinities, NaN), it is about a
+ * third of the instructions.
  */
 floatv log_pos(floatv x)
 {
     const intv i = AS_INTV(x);
     const intv e = (i - 0x3f3504f3) >> 23;
-    const floatv f = AS_FLOATV(i - (e << 23)) - 1.0f;
-    const floatv f2 = f * f;
-    floatv r = 7.0376836292e-2f;
-    r = fma(r, f, -1.1514610310e-1f);
-    r = fma(r, f, 1.1676998740e-1f);
-    r = fma(r, f, -1.2420140846e-1f);
-    r = fma(r, f, 1.4249322787e-1f);
-    r = fma(r, f, -1.6668057665e-1f);
-    r = fma(r, f, 2.0000714765e-1f);
-    r = fma(r, f, -2.4999993993e-1f);
-    r = fma(r, f, 3.3333331174e-1f);
-    r = fma(r * f2, f, fma(f2, -0.5f, f));
+    const floatv m = AS_FLOATV(i - (e << 23));
+    const floatv u = (m - 1.0f) / (m + 1.0f);
+    const floatv w = u * u;
+    const floatv r = fma(u * w, fma(w, 0.41287473f, 0.66653430f), u + u);
     const floatv ef = CONVERT_FLOATV(e);
     /* ln 2 in two parts, so that e ln 2 stays exact */
     return fma(ef, 0.693359375f, fma(ef, -2.12194440e-4f, r));
@@ -98,35 +102,36 @@ floatv log_pos(floatv x)
 
 /*
  * exp(x) for x <= 0, the exps of the row kernels (every argument has the
- * row maximum or log-sum-exp subtracted), about 2 ulp: x = k ln 2 + r,
- * k = round(x / ln 2) by the 1.5 * 2^23 rounding trick, |r| <= ln 2 / 2,
- * e^r by the Cephes expf polynomial, 2^k added to the exponent bits.
- * Arguments below -86 give exp(-86) ~ 4e-38 (no denormals to build): a
- * term that small cannot move a sum that holds a 1 (the maximum's), nor
- * a probability visibly.  A NaN with an empty payload (what arithmetic
- * produces) stays NaN.  Against the library exp, which
+ * row maximum or log-sum-exp subtracted), within 2.6e-7 relative for
+ * x > -2, 1.1e-6 for x > -20 and 4e-6 down to -85.9 (the rounding of
+ * y = x log2(e), which terms that small can afford): 2^y with y = k + r,
+ * k = round(y) by the 1.5 * 2^23 rounding trick, r = y - k exact in
+ * [-1/2, 1/2], 2^r by a degree-5 minimax polynomial whose constant term
+ * is 1, so that exp(0) = 1 (9.1e-8), 2^k added to the exponent bits.
+ * y below -124 gives 2^-124 ~ 4.7e-38 (no denormals to build): a term
+ * that small cannot move a sum that holds a 1 (the maximum's), nor a
+ * probability visibly.  A NaN with an empty payload (what arithmetic
+ * produces) stays NaN.  Six multiply-adds where the library exp, which
  * also handles large positive arguments, overflow and denormal results,
- * this is about 15 vector instructions instead of 22 on PoCL's CPU device.
- * GPUs keep their library exp (special-function units).
+ * spends 22 vector instructions on PoCL's CPU device.  GPUs keep their
+ * library exp (special-function units).
  */
 floatv exp_neg(floatv x)
 {
 #ifndef KDCL_DEVICE_CPU
     return exp(x); /* GPUs have exp in hardware */
 #else
-    x = x < -86.0f ? (floatv)(-86.0f) : x;
-    const floatv big = fma(x, 1.44269504089f, 12582912.0f);
-    const floatv k = big - 12582912.0f;
+    floatv y = x * 1.44269504089f;
+    y = y < -124.0f ? (floatv)(-124.0f) : y;
+    const floatv big = y + 12582912.0f;
+    const floatv r = y - (big - 12582912.0f);
     const intv n = AS_INTV(big) - 0x4b400000;
-    floatv r = fma(k, -0.693359375f, x);
-    r = fma(k, 2.12194440e-4f, r);
-    floatv p = 1.9875691500e-4f;
-    p = fma(p, r, 1.3981999507e-3f);
-    p = fma(p, r, 8.3334519073e-3f);
-    p = fma(p, r, 4.1665795894e-2f);
-    p = fma(p, r, 1.6666665459e-1f);
-    p = fma(p, r, 5.0000001201e-1f);
-    p = fma(p * r, r, r) + 1.0f;
+    floatv p = 1.3264727e-3f;
+    p = fma(p, r, 9.6715130e-3f);
+    p = fma(p, r, 5.5507336e-2f);
+    p = fma(p, r, 2.4022242e-1f);
+    p = fma(p, r, 6.9314700e-1f);
+    p = fma(p, r, 1.0f);
     return AS_FLOATV(AS_INTV(p) + (n << 23));
 #endif
 }
@@ -156,7 +161,7 @@ void st_g(floatv v, __global float *p, int k, int n)
 {
     float tmp[VW];
     if (n == VW) {
-        VSTORE(v, k, p);
+        VSTORE_G(v, k, p);
         return;
     }
     VSTORE(v, 0, tmp);
@@ -168,7 +173,7 @@ void st_l(floatv v, __local float *p, int k, int n)
 {
     float tmp[VW];
     if (n == VW) {
-        VSTORE(v, k, p);
+        VSTORE_L(v, k, p);
         return;
     }
     VSTORE(v, 0, tmp);

@@ -150,7 +150,7 @@ void skewkl_rows(__global const float *restrict zs,
     if (skip) {
         if (want_grad) {
             for (int j = 0; j < cnt; j++)
-                VSTORE((floatv)0.0f, k0 + j * step, r.g);
+                VSTORE_G((floatv)0.0f, k0 + j * step, r.g);
             if (tail)
                 st_g((floatv)0.0f, r.g, nfull, rem);
         }

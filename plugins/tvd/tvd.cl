@@ -106,7 +106,7 @@ void tvd_rows(__global const float *restrict zs,
     if (has_labels && labels[b] == -100) {
         if (want_grad) {
             for (int j = 0; j < cnt; j++)
-                VSTORE((floatv)0.0f, k0 + j * step, r.g);
+                VSTORE_G((floatv)0.0f, k0 + j * step, r.g);
             if (tail)
                 st_g((floatv)0.0f, r.g, nfull, rem);
         }
