@@ -9,27 +9,10 @@
  * The sign is taken in the log domain, sign(log q - log p), which is
  * exactly 0 where the two rows agree.
  *
- * tvd_rows: one work-group of WG items per row b (WG = 256 on GPUs; 1 on
- * CPU devices, which run a work-group as a loop over its items: see
- * tvd.c).  Columns are taken in chunks of VW floats: VW = 16 on CPU
- * devices, whose OpenCL compilers vectorise explicit vector types but
- * not the loop around work-items that holds a column loop; 1 on GPUs.
- * On CPUs item i owns one contiguous block of chunks (with WG = 1, the
- * row), so that the row streams in order; on GPUs item i takes chunks
- * i, i + WG, ... so that loads coalesce.  Item 0 also takes the last,
- * partial chunk.
- *   pass 1: read both rows of logits once from memory: the maxima over
- *           the item's chunks, then (from cache) exp against those maxima,
- *           summed and kept: the student's in the gradient row, the
- *           teacher's in `cache`, a __local copy of the row used where
- *           local memory is ordinary memory and the row fits (see
- *           `cached`); merge the (max, sum) pairs into both log-sum-exps.
- *   pass 2: from cache: p and q are the kept exps times one per-item
- *           factor, no new exp; sum |q - p| and S, keep h = q g.
- *   pass 3: dL/dz_s = c (h - q S), from cache, over the kept exps.
- * Without the local copy p costs one exp in pass 2, h lives in the
- * gradient row and q costs one exp in pass 3.  Without a gradient, q and p
- * are exps in pass 2 and nothing is stored.
+ * tvd_rows: one work-group per row b running the passes of
+ * plugins/common/kdcl_rows.cl (run_row), which describes them; pass 2 is
+ * this file's: from the kept exps (p and q are a kept exp times its
+ * block's factor, no new exp), sum |q - p| and S, keep h = q g.
  * rows[b] = the row's TVD (0 for a masked row).
  *
  * tvd_count: one work-group counts the rows whose label is not -100.
@@ -70,91 +53,20 @@ void tvd_rows(__global const float *restrict zs,
               __global float *restrict grad,
               __global float *restrict rows,
               __global const float *restrict nvalid, const int V,
-              const float inv_t, const float gscale, const int has_labels,
-              const int want_grad, const int cached, __local float *cache)
+              const float inv_t, const float gscale,
+              const int has_labels, const int want_grad,
+              const int cached, __local float *cache)
 {
     __local float2 s2[WG];
     __local float s1[WG];
     const int b = get_group_id(0);
-    const int lid = get_local_id(0);
-    const size_t base = (size_t)b * (size_t)V;
-    const int nfull = V / VW, rem = V - nfull * VW;
-#if BLOCKED
-    const int per = (nfull + WG - 1) / WG;
-    const int k0 = min(lid * per, nfull);
-    const int cnt = min(k0 + per, nfull) - k0, step = 1;
-#else
-    const int k0 = lid, step = WG;
-    const int cnt = lid < nfull ? (nfull - lid + WG - 1) / WG : 0;
-#endif
-    /* item 0 also takes the partial chunk */
-    const int tail = lid == 0 && rem;
-    const int fast = want_grad && cached;
-    struct row r;
-    r.s = zs + base;
-    r.t = zt + base;
-    r.g = grad + (want_grad ? base : 0);
-    r.cache = cache;
-    r.inv_t = inv_t;
-    r.k0 = k0;
-    r.cnt = cnt;
-    r.step = step;
-    r.nfull = nfull;
-    r.rem = rem;
-    r.tail = tail;
-
-    if (has_labels && labels[b] == -100) {
-        if (want_grad) {
-            for (int j = 0; j < cnt; j++)
-                VSTORE_G((floatv)0.0f, k0 + j * step, r.g);
-            if (tail)
-                st_g((floatv)0.0f, r.g, nfull, rem);
-        }
-        if (lid == 0)
-            rows[b] = 0.0f;
-        return;
-    }
-
-    /* pass 1a: the item's maxima (pass 1b rereads its chunks from cache);
-       T > 0: the max of z / T is the max of z, over T */
-    {
-        const float2 m = row_maxima(r.s, r.t, k0, cnt, step, nfull, rem, tail);
-        r.ms = m.x * inv_t;
-        r.mt = m.y * inv_t;
-    }
-
-    /* pass 1b */
-    floatv vzs = 0.0f, vzt = 0.0f;
-    if (fast)
-        loop1(&r, 1, 1, &vzs, &vzt);
-    else
-        loop1(&r, want_grad, cached, &vzs, &vzt);
-    r.lse_s = kdcl_wg_lse(r.ms, hsum(vzs), s2);
-    r.lse_t = kdcl_wg_lse(r.mt, hsum(vzt), s2);
-    /* a kept exp times its item's factor is the probability */
-    r.fs = exp(r.ms - r.lse_s);
-    r.ft = exp(r.mt - r.lse_t);
-    {
-        const float nv = nvalid[0];
-        r.c = nv > 0.0f ? gscale / nv : 0.0f;
-    }
-
-    /* pass 2 */
-    floatv acc_d = 0.0f, acc_h = 0.0f;
-    if (fast)
-        loop2(&r, 1, 1, &acc_d, &acc_h);
-    else
-        loop2(&r, want_grad, cached, &acc_d, &acc_h);
-    const float tv = 0.5f * kdcl_wg_sum(hsum(acc_d), s1);
-    r.sum_h = kdcl_wg_sum(hsum(acc_h), s1);
-    if (lid == 0)
-        rows[b] = tv;
-
-    /* pass 3 */
-    if (fast)
-        loop3(&r, 1);
-    else if (want_grad)
-        loop3(&r, cached);
+    const int skip = has_labels && labels[b] == -100;
+    float sums[2];
+    const int done = run_row(zs, zt, grad, cache, b, V, inv_t, 0.0f, 0.0f,
+                             gscale, nvalid[0], skip, want_grad, cached,
+                             1, s2, s1, sums);
+    if (get_local_id(0) == 0)
+        rows[b] = done ? 0.5f * sums[0] : 0.0f;
 }
 
 /* nvalid[0] = the number of labels that are not -100. */
