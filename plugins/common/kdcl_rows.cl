@@ -155,30 +155,22 @@ ROWS_INLINE void loop1(struct row *r, float *ref, const int want_grad,
 #endif
 }
 
-ROWS_INLINE void loop2(struct row *r, const float *ref, const int want_grad,
-                       const int cached, floatv *acc_a, floatv *acc_b)
+/* Pass 2 (pass = 2, a constant) or pass 3 on chunk k. */
+ROWS_INLINE void pass23(const struct row *r, const int pass, int k, int n,
+                        intv live, const int want_grad, const int cached,
+                        floatv *acc_a, floatv *acc_b)
 {
-#if BLOCKED
-    for (int b = 0; b < r->nb; b++) {
-        const int k = r->k0 + b * r->bc;
-        const int n = min(r->bc, r->k0 + r->cnt - k);
-        block_factors(r, ref, b);
-        for (int j = 0; j < n; j++)
-            pass2(r, k + j, VW, (intv)(-1), want_grad, cached, acc_a, acc_b);
-    }
-    if (r->tail)
-        block_factors(r, ref, r->nb);
-#else
-    for (int j = 0; j < r->cnt; j++)
-        pass2(r, r->k0 + j * r->step, VW, (intv)(-1), want_grad, cached, acc_a,
-              acc_b);
-#endif
-    if (r->tail)
-        pass2(r, r->nfull, r->rem, LANES < r->rem, want_grad, cached, acc_a,
-              acc_b);
+    if (pass == 2)
+        pass2(r, k, n, live, want_grad, cached, acc_a, acc_b);
+    else
+        pass3(r, k, n, cached);
 }
 
-ROWS_INLINE void loop3(struct row *r, const float *ref, const int cached)
+/* Pass 2 or 3 over the item's chunks, which read the kept exps: on CPU
+   devices block by block, with each block's factors. */
+ROWS_INLINE void loop23(struct row *r, const float *ref, const int pass,
+                        const int want_grad, const int cached, floatv *acc_a,
+                        floatv *acc_b)
 {
 #if BLOCKED
     for (int b = 0; b < r->nb; b++) {
@@ -186,16 +178,19 @@ ROWS_INLINE void loop3(struct row *r, const float *ref, const int cached)
         const int n = min(r->bc, r->k0 + r->cnt - k);
         block_factors(r, ref, b);
         for (int j = 0; j < n; j++)
-            pass3(r, k + j, VW, cached);
+            pass23(r, pass, k + j, VW, (intv)(-1), want_grad, cached, acc_a,
+                   acc_b);
     }
     if (r->tail)
         block_factors(r, ref, r->nb);
 #else
     for (int j = 0; j < r->cnt; j++)
-        pass3(r, r->k0 + j * r->step, VW, cached);
+        pass23(r, pass, r->k0 + j * r->step, VW, (intv)(-1), want_grad,
+               cached, acc_a, acc_b);
 #endif
     if (r->tail)
-        pass3(r, r->nfull, r->rem, cached);
+        pass23(r, pass, r->nfull, r->rem, LANES < r->rem, want_grad, cached,
+               acc_a, acc_b);
 }
 
 /*
@@ -263,26 +258,29 @@ ROWS_INLINE int run_row(__global const float *zs, __global const float *zt,
         loop1(&r, ref, want_grad, cached, &vzs, &vzt);
     r.lse_s = kdcl_wg_lse(r.ms, hsum(vzs), s2);
     r.lse_t = kdcl_wg_lse(r.mt, hsum(vzt), s2);
-    /* a kept exp times its item's factor is the probability */
+#if !BLOCKED
+    /* a kept exp times its item's factor is the probability (on CPU
+       devices, its block's: loop23) */
     r.fs = exp(r.ms - r.lse_s);
     r.ft = exp(r.mt - r.lse_t);
+#endif
     r.c = nvalid > 0.0f ? gscale / nvalid : 0.0f;
 
     /* pass 2 */
     floatv acc_a = 0.0f, acc_b = 0.0f;
     if (fast)
-        loop2(&r, ref, 1, 1, &acc_a, &acc_b);
+        loop23(&r, ref, 2, 1, 1, &acc_a, &acc_b);
     else
-        loop2(&r, ref, want_grad, cached, &acc_a, &acc_b);
+        loop23(&r, ref, 2, want_grad, cached, &acc_a, &acc_b);
     sums[0] = kdcl_wg_sum(hsum(acc_a), s1);
     r.sum_h = sums[1] = kdcl_wg_sum(hsum(acc_b), s1);
 
     /* pass 3 */
     if (with_pass3) {
         if (fast)
-            loop3(&r, ref, 1);
+            loop23(&r, ref, 3, 1, 1, NULL, NULL);
         else if (want_grad)
-            loop3(&r, ref, cached);
+            loop23(&r, ref, 3, 1, cached, NULL, NULL);
     }
     return 1;
 }
