@@ -504,17 +504,9 @@ static int bench_train_step(kdcl_context *ctx, const char *spec_json,
         const char *name;
         kdcl_tensor *val, *grad;
         double t0 = now_s();
-        size_t wg = 64;
         status = kdcl__model_forward(m, x, B, 1, &logits);
-        if (!status) {
-            struct kdcl_arg a[] = {
-                KDCL_A_TENSOR(logits), KDCL_A_TENSOR(y), KDCL_A_TENSOR(dl),
-                KDCL_A_TENSOR(rows),   KDCL_A_I32(10),   KDCL_A_I32(1),
-                KDCL_A_F32((float)(1.0 / (double)B)), KDCL_A_I32(1),
-                KDCL_A_I32(0), KDCL_A_LOCAL(wg * 2 * sizeof(float))};
-            status = kdcl__nn_launch_groups(ctx, KDCL__NN_CE_ROWS, (size_t)B,
-                                            wg, 10, a);
-        }
+        if (!status)
+            status = kdcl__ce_rows(ctx, logits, y, dl, rows, B, 10);
         if (!status)
             status = kdcl__model_backward(m, dl);
         for (size_t i = 0;

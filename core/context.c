@@ -536,6 +536,11 @@ int kdcl_context_open(kdcl_context *ctx, const char *spec)
              d->subgroups ? " -DKDCL_HAS_SUBGROUPS=1" : "");
     ctx->dev_index = idx;
     ctx->opened = true;
+    {
+        const char *z = getenv("KDCL_ZERO_COPY");
+        ctx->host_direct = d->type == KDCL_DEVICE_CPU && !ctx->quarantine
+                           && !(z && !strcmp(z, "0"));
+    }
     kdcl__log(ctx, KDCL_LOG_INFO, "opened device %zu: %s (%s)", idx,
               d->name, d->platform_name);
     return KDCL_OK;

@@ -24,7 +24,7 @@
  * Every sum runs in a fixed order for a given thread count, so results are
  * bit-identical run to run on one machine.
  */
-#include "internal.h"
+#include "host.h"
 #include "nn.h"
 
 #include <stdlib.h>
@@ -33,9 +33,6 @@
 #if defined(KDCL_HAVE_BLIS)
 #include <blis.h>
 #include <pthread.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stdio.h>
 #include <unistd.h>
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -97,25 +94,18 @@ bool kdcl__host_layers_wanted(const kdcl_context *ctx)
 #endif
 }
 
-#ifdef KDCL_HOST
 /* ---------------------------------------------------------------------- */
 /* Mapping                                                                 */
 
-struct host_buf {
-    const kdcl_tensor *t; /* NULL: unused slot */
-    int write;            /* the host writes it */
-    float *p;
-};
-
-/* Release the maps (in checker mode: write the results back, when
-   write_back, and free the copies). */
-static int unmap_all(kdcl_context *ctx, struct host_buf *m, int n,
+int kdcl__host_unmap(kdcl_context *ctx, struct kdcl__host_buf *m, int n,
                      int write_back)
 {
     for (int i = 0; i < n; i++) {
         if (!m[i].p)
             continue;
-        if (ctx->quarantine) {
+        if (m[i].t->host) {
+            /* in place: nothing to release */
+        } else if (ctx->quarantine) {
             if (write_back && m[i].write
                 && clEnqueueWriteBuffer(ctx->queue, m[i].t->mem, CL_TRUE,
                                         m[i].t->offset, m[i].t->bytes,
@@ -134,15 +124,19 @@ static int unmap_all(kdcl_context *ctx, struct host_buf *m, int n,
     return KDCL_OK;
 }
 
-/* Drain the queue and map every buffer (copies in checker mode: Oclgrind
-   does not see host writes through a map as initialising memory). */
-static int map_all(kdcl_context *ctx, struct host_buf *m, int n)
+/* (Copies in checker mode: Oclgrind does not see host writes through a
+   map as initialising memory.) */
+int kdcl__host_map(kdcl_context *ctx, struct kdcl__host_buf *m, int n)
 {
     cl_int err = clFinish(ctx->queue);
     for (int i = 0; i < n && err == CL_SUCCESS; i++) {
         const kdcl_tensor *t = m[i].t;
         if (!t)
             continue;
+        if (t->host) {
+            m[i].p = (float *)(void *)(t->host + t->offset);
+            continue;
+        }
         if (ctx->quarantine) {
             m[i].p = malloc(t->bytes ? t->bytes : 1);
             err = m[i].p ? clEnqueueReadBuffer(ctx->queue, t->mem, CL_TRUE,
@@ -158,17 +152,18 @@ static int map_all(kdcl_context *ctx, struct host_buf *m, int n)
     }
     if (err == CL_SUCCESS)
         return KDCL_OK;
-    unmap_all(ctx, m, n, 0);
+    kdcl__host_unmap(ctx, m, n, 0);
     return kdcl__cl_error(ctx, err, "mapping a buffer for the host path");
 }
 
-static uint64_t now_ns(void)
+uint64_t kdcl__host_now_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+#ifdef KDCL_HOST
 /* ---------------------------------------------------------------------- */
 /* GEMM                                                                    */
 
@@ -245,44 +240,6 @@ static void host_sgemm(int trans_a, int trans_b, size_t m, size_t n,
 #endif
 }
 
-/* The block that follows runs on nt threads (once, without OpenMP). */
-#ifdef _OPENMP
-#define PARALLEL_NT _Pragma("omp parallel num_threads(nt)")
-#else
-#define PARALLEL_NT
-#endif
-
-/* This thread's number inside a parallel region (0 outside). */
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-/* Threads to spread `items` independent pieces of work over. */
-static int batch_threads(size_t items)
-{
-    int nt = 1;
-#if defined(KDCL_HAVE_BLIS) && defined(_OPENMP)
-    nt = omp_get_max_threads();
-    if ((size_t)nt > items)
-        nt = (int)items;
-#else
-    (void)items;
-#endif
-    return nt < 1 ? 1 : nt;
-}
-
-/* Thread t's contiguous share [*lo, *hi) of n items over nt threads. */
-static void share(size_t n, int t, int nt, size_t *lo, size_t *hi)
-{
-    *lo = n * (size_t)t / (size_t)nt;
-    *hi = n * (size_t)(t + 1) / (size_t)nt;
-}
-
 /* dst[i] += part[t * stride + i] for i < n, t = 0 .. nt-1 in thread
    order. */
 static void add_parts(float *dst, const float *part, int nt, size_t n,
@@ -308,7 +265,7 @@ static int host_gemm_batch(int trans_a, int trans_b, size_t m, size_t n,
                            size_t ldb, size_t b_stride, float beta, float *c,
                            size_t ldc, size_t c_stride, size_t batch)
 {
-    const int nt = batch_threads(batch);
+    const int nt = kdcl__host_threads(batch);
     float *part = NULL;
     if (nt <= 1) {
         for (size_t i = 0; i < batch; i++)
@@ -323,11 +280,11 @@ static int host_gemm_batch(int trans_a, int trans_b, size_t m, size_t n,
         if (!part)
             return KDCL_ENOMEM;
     }
-    PARALLEL_NT
+    KDCL_PARALLEL_NT
     {
-        const int t = thread_id();
+        const int t = kdcl__thread_id();
         size_t lo, hi;
-        share(batch, t, nt, &lo, &hi);
+        kdcl__share(batch, t, nt, &lo, &hi);
         for (size_t i = lo; i < hi; i++) {
             float *ci = c + i * c_stride;
             size_t ld = ldc;
@@ -360,23 +317,23 @@ int kdcl__host_gemm(kdcl_context *ctx, int trans_a, int trans_b, size_t m,
                     size_t b_stride, float beta, kdcl_tensor *c,
                     size_t c_off, size_t ldc, size_t c_stride, size_t batch)
 {
-    struct host_buf buf[3] = {{a, 0, NULL}, {b, 0, NULL}, {c, 1, NULL}};
+    struct kdcl__host_buf buf[3] = {{a, 0, NULL}, {b, 0, NULL}, {c, 1, NULL}};
     uint64_t t0;
-    int status = map_all(ctx, buf, 3);
+    int status = kdcl__host_map(ctx, buf, 3);
     if (status)
         return status;
-    t0 = now_ns();
+    t0 = kdcl__host_now_ns();
     status = host_gemm_batch(trans_a, trans_b, m, n, k, alpha,
                              buf[0].p + a_off, lda, a_stride,
                              buf[1].p + b_off, ldb, b_stride, beta,
                              buf[2].p + c_off, ldc, c_stride, batch);
     if (status) {
-        unmap_all(ctx, buf, 3, 0);
+        kdcl__host_unmap(ctx, buf, 3, 0);
         return kdcl__error(ctx, status, "host GEMM: out of memory");
     }
     if (ctx->profiling)
-        kdcl__profile_add_ns(ctx, "host_sgemm", now_ns() - t0);
-    return unmap_all(ctx, buf, 3, 1);
+        kdcl__profile_add_ns(ctx, "host_sgemm", kdcl__host_now_ns() - t0);
+    return kdcl__host_unmap(ctx, buf, 3, 1);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -399,10 +356,11 @@ static void valid_cols(const struct kdcl__conv_geom *g, int64_t kw,
 /* col [C*K*K, OH*OW] of one image x [C, H, W], rows ld floats apart:
    row (c*K + kh)*K + kw holds x[c, oh*S - P + kh, ow*S - P + kw], 0
    outside (as nn_im2col).  The columns inside the image are found once
-   per kernel column, so the inner loop is a copy (stride 1) or a strided
-   gather, without tests. */
-static void im2col(const struct kdcl__conv_geom *g, const float *x,
-                   float *col, size_t ld)
+   per kernel column, so the inner loops are plain copies and zero fills
+   the compiler vectorises (LeNet's rows are 10 to 28 floats: a memcpy
+   call per row cost more than the copy). */
+static void im2col(const struct kdcl__conv_geom *g, const float *restrict x,
+                   float *restrict col, size_t ld)
 {
     const int64_t K = g->k, OH = g->oh, OW = g->ow, S = g->s;
     for (int64_t c = 0; c < g->c; c++)
@@ -414,20 +372,24 @@ static void im2col(const struct kdcl__conv_geom *g, const float *x,
                 valid_cols(g, kw, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, o += OW) {
                     const int64_t ih = oh * S - g->p + kh;
-                    const float *xr;
+                    const float *xr; /* the input of column lo */
+                    int64_t ow = 0;
                     if (ih < 0 || ih >= g->h) {
-                        memset(o, 0, sizeof(float) * (size_t)OW);
+                        for (; ow < OW; ow++)
+                            o[ow] = 0.0f;
                         continue;
                     }
-                    xr = xc + ih * g->w; /* the input row */
-                    memset(o, 0, sizeof(float) * (size_t)lo);
+                    xr = xc + ih * g->w + (lo < hi ? lo * S - g->p + kw : 0);
+                    for (; ow < lo; ow++)
+                        o[ow] = 0.0f;
                     if (S == 1)
-                        memcpy(o + lo, xr + lo - g->p + kw,
-                               sizeof(float) * (size_t)(hi - lo));
+                        for (; ow < hi; ow++)
+                            o[ow] = xr[ow - lo];
                     else
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            o[ow] = xr[ow * S - g->p + kw];
-                    memset(o + hi, 0, sizeof(float) * (size_t)(OW - hi));
+                        for (; ow < hi; ow++)
+                            o[ow] = xr[(ow - lo) * S];
+                    for (; ow < OW; ow++)
+                        o[ow] = 0.0f;
                 }
             }
 }
@@ -435,8 +397,8 @@ static void im2col(const struct kdcl__conv_geom *g, const float *x,
 /* gx [C, H, W] = the sum of dcol [C*K*K, OH*OW] (rows ld floats apart)
    over the kernel positions that read each pixel, kernel positions
    outermost (as nn_col2im). */
-static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
-                   size_t ld, float *gx)
+static void col2im(const struct kdcl__conv_geom *g, const float *restrict dcol,
+                   size_t ld, float *restrict gx)
 {
     const int64_t K = g->k, OH = g->oh, OW = g->ow, S = g->s;
     memset(gx, 0, sizeof(float) * (size_t)(g->c * g->h * g->w));
@@ -449,10 +411,16 @@ static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
                 valid_cols(g, kw, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, d += OW) {
                     const int64_t ih = oh * S - g->p + kh;
-                    if (ih < 0 || ih >= g->h)
+                    float *gr; /* the input of column lo, as in im2col */
+                    if (ih < 0 || ih >= g->h || lo >= hi)
                         continue;
-                    for (int64_t ow = lo; ow < hi; ow++)
-                        gc[ih * g->w + ow * S - g->p + kw] += d[ow];
+                    gr = gc + ih * g->w + lo * S - g->p + kw;
+                    if (S == 1)
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            gr[ow - lo] += d[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            gr[(ow - lo) * S] += d[ow];
                 }
             }
 }
@@ -460,7 +428,7 @@ static void col2im(const struct kdcl__conv_geom *g, const float *dcol,
 /* A layer's host work starts with its per-thread scratch (floats of it,
    uninitialised: the context's, kept between calls) and the maps; NULL,
    with *status set and reported, when either fails. */
-static float *layer_begin(kdcl_context *ctx, struct host_buf *buf, int n,
+static float *layer_begin(kdcl_context *ctx, struct kdcl__host_buf *buf, int n,
                           size_t floats, int *status)
 {
     if (floats > ctx->host_scratch_floats) {
@@ -474,17 +442,17 @@ static float *layer_begin(kdcl_context *ctx, struct host_buf *buf, int n,
         ctx->host_scratch = p;
         ctx->host_scratch_floats = floats;
     }
-    *status = map_all(ctx, buf, n);
+    *status = kdcl__host_map(ctx, buf, n);
     return *status ? NULL : ctx->host_scratch;
 }
 
 /* ... and ends with its profile record (work since t0) and the unmaps. */
-static int layer_end(kdcl_context *ctx, struct host_buf *buf, int n,
+static int layer_end(kdcl_context *ctx, struct kdcl__host_buf *buf, int n,
                      const char *name, uint64_t t0)
 {
     if (ctx->profiling)
-        kdcl__profile_add_ns(ctx, name, now_ns() - t0);
-    return unmap_all(ctx, buf, n, 1);
+        kdcl__profile_add_ns(ctx, name, kdcl__host_now_ns() - t0);
+    return kdcl__host_unmap(ctx, buf, n, 1);
 }
 
 static size_t geom_ckk(const struct kdcl__conv_geom *g)
@@ -514,7 +482,7 @@ static struct conv_plan conv_plan(const struct kdcl__conv_geom *g)
     c.oc = (size_t)g->oc;
     c.B = (size_t)g->b;
     c.in_per = (size_t)(g->c * g->h * g->w);
-    c.nt = batch_threads(c.B);
+    c.nt = kdcl__host_threads(c.B);
     img = c.ckk * c.P * sizeof(float);
     c.G = img ? (256u << 10) / img : 1;
     if (c.G > 32)
@@ -531,7 +499,7 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
                             const kdcl_tensor *x, const kdcl_tensor *w,
                             const kdcl_tensor *bias, kdcl_tensor *y)
 {
-    struct host_buf buf[4] = {
+    struct kdcl__host_buf buf[4] = {
         {x, 0, NULL}, {w, 0, NULL}, {bias, 0, NULL}, {y, 1, NULL}};
     const struct conv_plan c = conv_plan(g);
     /* per thread: the group's columns and its output [OC, G*P] */
@@ -545,13 +513,13 @@ int kdcl__host_conv_forward(kdcl_context *ctx,
     scratch = layer_begin(ctx, buf, 4, per * (size_t)nt, &status);
     if (!scratch)
         return status;
-    t0 = now_ns();
-    PARALLEL_NT
+    t0 = kdcl__host_now_ns();
+    KDCL_PARALLEL_NT
     {
-        const int t = thread_id();
+        const int t = kdcl__thread_id();
         float *col = scratch + (size_t)t * per, *yg = col + c.ckk * c.G * c.P;
         size_t i0, hi;
-        for (share(c.B, t, nt, &i0, &hi); i0 < hi; i0 += c.G) {
+        for (kdcl__share(c.B, t, nt, &i0, &hi); i0 < hi; i0 += c.G) {
             const size_t n = hi - i0 < c.G ? hi - i0 : c.G, ld = n * c.P;
             for (size_t j = 0; j < n; j++)
                 im2col(g, buf[0].p + (i0 + j) * c.in_per, col + j * c.P, ld);
@@ -576,7 +544,7 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
                              const kdcl_tensor *gy, kdcl_tensor *gw,
                              kdcl_tensor *gb, kdcl_tensor *gx)
 {
-    struct host_buf buf[6] = {{x, 0, NULL},  {w, 0, NULL},  {gy, 0, NULL},
+    struct kdcl__host_buf buf[6] = {{x, 0, NULL},  {w, 0, NULL},  {gy, 0, NULL},
                               {gw, 1, NULL}, {gb, 1, NULL}, {gx, 1, NULL}};
     const struct conv_plan c = conv_plan(g);
     /* Per thread: a group's columns, its output gradient gathered as
@@ -595,15 +563,15 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
     scratch = layer_begin(ctx, buf, 6, per * (size_t)nt, &status);
     if (!scratch)
         return status;
-    t0 = now_ns();
-    PARALLEL_NT
+    t0 = kdcl__host_now_ns();
+    KDCL_PARALLEL_NT
     {
-        const int t = thread_id();
+        const int t = kdcl__thread_id();
         float *col = scratch + (size_t)t * per, *gyg = col + c.ckk * c.G * c.P;
         float *dw = col + grp, *db = dw + c.oc * c.ckk;
         size_t i0, hi;
         memset(dw, 0, sizeof(float) * sums); /* the rest is overwritten */
-        for (share(c.B, t, nt, &i0, &hi); i0 < hi; i0 += c.G) {
+        for (kdcl__share(c.B, t, nt, &i0, &hi); i0 < hi; i0 += c.G) {
             const size_t n = hi - i0 < c.G ? hi - i0 : c.G, ld = n * c.P;
             for (size_t j = 0; j < n; j++) {
                 im2col(g, buf[0].p + (i0 + j) * c.in_per, col + j * c.P, ld);
@@ -646,17 +614,17 @@ int kdcl__host_linear_forward(kdcl_context *ctx,
                               const kdcl_tensor *x, const kdcl_tensor *w,
                               const kdcl_tensor *bias, kdcl_tensor *y)
 {
-    struct host_buf buf[4] = {
+    struct kdcl__host_buf buf[4] = {
         {x, 0, NULL}, {w, 0, NULL}, {bias, 0, NULL}, {y, 1, NULL}};
     const size_t B = (size_t)g->b, in = (size_t)g->c, out = (size_t)g->oc;
     uint64_t t0;
     int status;
     if (B == 0)
         return KDCL_OK;
-    status = map_all(ctx, buf, 4);
+    status = kdcl__host_map(ctx, buf, 4);
     if (status)
         return status;
-    t0 = now_ns();
+    t0 = kdcl__host_now_ns();
     /* y = bias broadcast, then y += x w^T */
     for (size_t r = 0; r < B; r++)
         memcpy(buf[3].p + r * out, buf[2].p, sizeof(float) * out);
@@ -671,17 +639,17 @@ int kdcl__host_linear_backward(kdcl_context *ctx,
                                const kdcl_tensor *gy, kdcl_tensor *gw,
                                kdcl_tensor *gb, kdcl_tensor *gx)
 {
-    struct host_buf buf[6] = {{x, 0, NULL},  {w, 0, NULL},  {gy, 0, NULL},
+    struct kdcl__host_buf buf[6] = {{x, 0, NULL},  {w, 0, NULL},  {gy, 0, NULL},
                               {gw, 1, NULL}, {gb, 1, NULL}, {gx, 1, NULL}};
     const size_t B = (size_t)g->b, in = (size_t)g->c, out = (size_t)g->oc;
     uint64_t t0;
     int status;
     if (B == 0)
         return KDCL_OK;
-    status = map_all(ctx, buf, 6);
+    status = kdcl__host_map(ctx, buf, 6);
     if (status)
         return status;
-    t0 = now_ns();
+    t0 = kdcl__host_now_ns();
     /* gw [out, in] = gy^T x; gb = column sums of gy, rows in order */
     host_sgemm(1, 0, out, in, B, 1.0f, buf[2].p, out, buf[0].p, in, 0.0f,
                buf[3].p, in, 0);

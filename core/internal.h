@@ -92,6 +92,12 @@ struct kdcl_context {
     float *host_scratch;
     size_t host_scratch_floats;
 
+    /* CPU devices (not in checker mode, unless KDCL_ZERO_COPY=0): tensors
+       live in kdcl's own host allocations (CL_MEM_USE_HOST_PTR), and the
+       host path reads and writes them in place after a clFinish, with no
+       map commands (core/tensor.c). */
+    bool host_direct;
+
     /* The training engine's kernels (core/nn.c), built on first use. */
     void *nn;
     void (*nn_free)(void *nn);
@@ -111,6 +117,10 @@ struct kdcl_tensor {
     int64_t shape[KDCL_MAX_DIMS];
     int64_t numel;
     size_t bytes;
+    /* With ctx->host_direct and when the driver's map returned it: the
+       start of mem's storage in host memory (a view: the parent's), so
+       the data is host + offset.  NULL: map to reach it. */
+    unsigned char *host;
 };
 
 /* Member m of a plugin descriptor, or NULL when the plugin's struct_size

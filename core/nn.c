@@ -487,6 +487,31 @@ static struct kdcl__conv_geom conv_geom(const struct kdcl__layer *l,
     return g;
 }
 
+/* A layer that passes its input (or gradient) on unchanged. */
+static int layer_copy(const struct kdcl__layer *l, kdcl_tensor *dst,
+                      const kdcl_tensor *src)
+{
+    return l->host ? kdcl__host_copy(l->out->ctx, dst, src)
+                   : kdcl_tensor_copy(dst, src);
+}
+
+int kdcl__ce_rows(kdcl_context *ctx, const kdcl_tensor *logits,
+                  const kdcl_tensor *labels, kdcl_tensor *grad,
+                  kdcl_tensor *rows, int64_t R, int64_t C)
+{
+    const float scale = (float)(1.0 / (double)R);
+    size_t wg = 64;
+    struct kdcl_arg a[] = {T(logits), T(labels),  T(grad),
+                           T(rows),   I(C),       I(1),
+                           F(scale),  I(1),       I(0),
+                           KDCL_A_LOCAL(wg * 2 * sizeof(float))};
+    if (kdcl__host_layers_wanted(ctx))
+        return kdcl__host_ce_rows(ctx, logits, labels, grad, rows, (size_t)R,
+                                  (size_t)C, scale);
+    return kdcl__nn_launch_groups(ctx, KDCL__NN_CE_ROWS, (size_t)R, wg,
+                                  sizeof a / sizeof a[0], a);
+}
+
 static int bn_wg(void)
 {
     return 64;
@@ -541,8 +566,14 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
         return status;
     }
     case KDCL__L_RELU:
+        if (l->host)
+            return kdcl__host_relu_forward(ctx, x, l->out, nout);
         return RUN(ctx, KDCL__NN_RELU_FWD, nout, T(x), T(l->out), I(nout));
     case KDCL__L_MAXPOOL:
+        if (l->host) {
+            struct kdcl__conv_geom pg = conv_geom(l, B);
+            return kdcl__host_maxpool_forward(ctx, &pg, x, l->out, l->aux);
+        }
         return RUN(ctx, KDCL__NN_MAXPOOL_FWD, (size_t)(B * l->ic), T(x),
                    T(l->out), T(l->aux),
                    I(B * l->ic), I(l->ih), I(l->iw), I(s->kernel),
@@ -555,10 +586,10 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
         return RUN(ctx, KDCL__NN_GAP_FWD, nout, T(x), T(l->out), I(B * l->ic),
                    I(l->ih * l->iw));
     case KDCL__L_FLATTEN:
-        return kdcl_tensor_copy(l->out, x);
+        return layer_copy(l, l->out, x);
     case KDCL__L_DROPOUT:
         if (!train || s->p == 0.0)
-            return kdcl_tensor_copy(l->out, x);
+            return layer_copy(l, l->out, x);
         return RUN(ctx, KDCL__NN_DROPOUT_FWD, nout, T(x), T(l->out), T(l->aux),
                    I(nout), F(s->p), KDCL_A_I64((int64_t)m->seed),
                    KDCL_A_I64((int64_t)m->step));
@@ -653,9 +684,15 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
         return status;
     }
     case KDCL__L_RELU:
+        if (l->host)
+            return kdcl__host_relu_backward(ctx, l->out, gy, l->gin, nout);
         return RUN(ctx, KDCL__NN_RELU_BWD, nout, T(l->out), T(gy), T(l->gin),
                    I(nout));
     case KDCL__L_MAXPOOL:
+        if (l->host) {
+            struct kdcl__conv_geom pg = conv_geom(l, B);
+            return kdcl__host_maxpool_backward(ctx, &pg, gy, l->aux, l->gin);
+        }
         return RUN(ctx, KDCL__NN_MAXPOOL_BWD, (size_t)(B * l->ic), T(gy),
                    T(l->aux), T(l->gin),
                    I(B * l->ic), I(l->ih), I(l->iw), I(s->kernel),
@@ -668,10 +705,10 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
         return RUN(ctx, KDCL__NN_GAP_BWD, nin, T(gy), T(l->gin), I(B * l->ic),
                    I(l->ih * l->iw));
     case KDCL__L_FLATTEN:
-        return kdcl_tensor_copy(l->gin, gy);
+        return layer_copy(l, l->gin, gy);
     case KDCL__L_DROPOUT:
         if (s->p == 0.0)
-            return kdcl_tensor_copy(l->gin, gy);
+            return layer_copy(l, l->gin, gy);
         return RUN(ctx, KDCL__NN_MUL, nin, T(gy), T(l->aux), T(l->gin), I(nin));
     case KDCL__L_BATCHNORM: {
         int64_t hw = l->in_rank == 1 ? 1 : l->ih * l->iw;

@@ -96,6 +96,52 @@ int kdcl__host_linear_backward(kdcl_context *ctx,
                                const kdcl_tensor *gy, kdcl_tensor *gw,
                                kdcl_tensor *gb, kdcl_tensor *gx);
 
+/* The small operations beside them on the same path (core/host_ops.c),
+   each computing what its kernel computes.  n: elements; pooling
+   geometry: b images of c channels [h, w] pooled to [oh, ow] by windows
+   k, stride s, padding p; idx: i32, each window's maximum's offset in
+   its plane. */
+int kdcl__host_relu_forward(kdcl_context *ctx, const kdcl_tensor *x,
+                            kdcl_tensor *y, size_t n);
+int kdcl__host_relu_backward(kdcl_context *ctx, const kdcl_tensor *y,
+                             const kdcl_tensor *gy, kdcl_tensor *gx,
+                             size_t n);
+int kdcl__host_maxpool_forward(kdcl_context *ctx,
+                               const struct kdcl__conv_geom *g,
+                               const kdcl_tensor *x, kdcl_tensor *y,
+                               kdcl_tensor *idx);
+int kdcl__host_maxpool_backward(kdcl_context *ctx,
+                                const struct kdcl__conv_geom *g,
+                                const kdcl_tensor *gy,
+                                const kdcl_tensor *idx, kdcl_tensor *gx);
+int kdcl__host_copy(kdcl_context *ctx, kdcl_tensor *dst,
+                    const kdcl_tensor *src);
+/* Softmax cross-entropy of R rows of C logits: rows[r] = lse - z[y],
+   grad = scale (softmax - onehot), both 0 for label -100. */
+int kdcl__host_ce_rows(kdcl_context *ctx, const kdcl_tensor *logits,
+                       const kdcl_tensor *labels, kdcl_tensor *grad,
+                       kdcl_tensor *rows, size_t R, size_t C, float scale);
+/* x[r] = data[idx[r]] (rows of D floats), labels[r] = all_labels[idx[r]];
+   idx is host memory. */
+int kdcl__host_gather(kdcl_context *ctx, const kdcl_tensor *data,
+                      const kdcl_tensor *all_labels, const int32_t *idx,
+                      kdcl_tensor *x, kdcl_tensor *labels, size_t R,
+                      size_t D);
+int kdcl__host_sgd(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
+                   kdcl_tensor *v, size_t n, float lr, float mu, float wd,
+                   int nesterov, int first);
+int kdcl__host_adam(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
+                    kdcl_tensor *m, kdcl_tensor *v, size_t n, float lr,
+                    float b1, float b2, float eps, float wd, float bc1,
+                    float bc2);
+
+/* Softmax cross-entropy over [R, C] logits against i32 labels, the mean
+   over the batch (scale 1/R) into grad and the per-row losses into rows:
+   on the host path where it is wanted, else kdcl_ce_rows. */
+int kdcl__ce_rows(kdcl_context *ctx, const kdcl_tensor *logits,
+                  const kdcl_tensor *labels, kdcl_tensor *grad,
+                  kdcl_tensor *rows, int64_t R, int64_t C);
+
 /* Build a model for per-sample input shape in (rank 1..3) from specs.
    Parameters are initialised as PyTorch does by default (kaiming-uniform
    weights with a = sqrt(5), uniform(+-1/sqrt(fan_in)) biases) from seed. */

@@ -103,7 +103,19 @@ int kdcl__opt_step(struct kdcl__opt *o, kdcl_tensor *value,
     s = find_slot(o, value, &status);
     if (!s)
         return status;
-    if (sp->kind == KDCL__OPT_SGD) {
+    if (kdcl__host_layers_wanted(o->ctx)) {
+        status = sp->kind == KDCL__OPT_SGD
+                     ? kdcl__host_sgd(o->ctx, value, grad, s->m, n, (float)lr,
+                                      (float)sp->momentum,
+                                      (float)sp->weight_decay, sp->nesterov,
+                                      s->steps == 0)
+                     : kdcl__host_adam(
+                           o->ctx, value, grad, s->m, s->v, n, (float)lr,
+                           (float)sp->beta1, (float)sp->beta2,
+                           (float)sp->eps, (float)sp->weight_decay,
+                           (float)(1.0 - pow(sp->beta1, (double)o->t)),
+                           (float)(1.0 - pow(sp->beta2, (double)o->t)));
+    } else if (sp->kind == KDCL__OPT_SGD) {
         struct kdcl_arg a[] = {
             KDCL_A_TENSOR(value),     KDCL_A_TENSOR(grad),
             KDCL_A_TENSOR(s->m),      KDCL_A_I32((int32_t)n),

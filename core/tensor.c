@@ -32,6 +32,68 @@ static int check_shape(kdcl_context *ctx, int dtype, uint32_t ndim,
     return KDCL_OK;
 }
 
+static int device_buffer(kdcl_context *ctx, kdcl_tensor *t)
+{
+    cl_int err;
+    t->mem = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, t->bytes, NULL,
+                            &err);
+    return err == CL_SUCCESS ? KDCL_OK
+                             : kdcl__cl_error(ctx, err, "clCreateBuffer");
+}
+
+static void CL_CALLBACK free_host(cl_mem mem, void *p)
+{
+    (void)mem;
+    free(p);
+}
+
+/*
+ * A CPU device's buffer in kdcl's own allocation (CL_MEM_USE_HOST_PTR),
+ * aligned as the device asks.  When the driver's map hands back that same
+ * pointer, the driver computes in it directly, so the host path can read
+ * and write it in place once the queue is drained, without the two map
+ * commands per buffer per layer (PoCL: about 10 us each); otherwise t->host
+ * stays NULL and the host path maps.  The allocation is freed when the
+ * driver destroys the buffer, after any command still using it.
+ */
+static int host_buffer(kdcl_context *ctx, kdcl_tensor *t)
+{
+    size_t align = ctx->devices[ctx->dev_index].mem_base_align;
+    void *p = NULL, *mapped;
+    cl_int err;
+    if (align < 128)
+        align = 128;
+    if (posix_memalign(&p, align, t->bytes))
+        return kdcl__error(ctx, KDCL_ENOMEM, "out of memory");
+    t->mem = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
+                            t->bytes, p, &err);
+    if (err != CL_SUCCESS) {
+        free(p);
+        return kdcl__cl_error(ctx, err, "clCreateBuffer");
+    }
+    err = clSetMemObjectDestructorCallback(t->mem, free_host, p);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(t->mem);
+        free(p);
+        return kdcl__cl_error(ctx, err, "clSetMemObjectDestructorCallback");
+    }
+    mapped = clEnqueueMapBuffer(ctx->queue, t->mem, CL_TRUE,
+                                CL_MAP_READ | CL_MAP_WRITE, 0, t->bytes, 0,
+                                NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(t->mem);
+        return kdcl__cl_error(ctx, err, "clEnqueueMapBuffer");
+    }
+    if (mapped == p)
+        t->host = p;
+    err = clEnqueueUnmapMemObject(ctx->queue, t->mem, mapped, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(t->mem);
+        return kdcl__cl_error(ctx, err, "clEnqueueUnmapMemObject");
+    }
+    return KDCL_OK;
+}
+
 int kdcl_tensor_init(kdcl_context *ctx, int dtype, uint32_t ndim,
                      const int64_t *shape, kdcl_tensor **out)
 {
@@ -65,12 +127,11 @@ int kdcl_tensor_init(kdcl_context *ctx, int dtype, uint32_t ndim,
     t->numel = numel;
     t->bytes = bytes;
     if (bytes) {
-        cl_int err;
-        t->mem = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL,
-                                &err);
-        if (err != CL_SUCCESS) {
+        status = ctx->host_direct ? host_buffer(ctx, t)
+                                  : device_buffer(ctx, t);
+        if (status) {
             free(t);
-            return kdcl__cl_error(ctx, err, "clCreateBuffer");
+            return status;
         }
     }
     ctx->bytes_in_use += bytes;
@@ -103,6 +164,7 @@ int kdcl_tensor_view(kdcl_tensor *parent, int64_t offset, uint32_t ndim,
         return kdcl__error(ctx, KDCL_ENOMEM, "out of memory");
     t->ctx = ctx;
     t->mem = parent->mem;
+    t->host = parent->host;
     t->offset = parent->offset + (size_t)offset * esize;
     t->parent = parent;
     t->dtype = parent->dtype;

@@ -574,7 +574,11 @@ static int batch_size(kdcl_context *ctx, struct batch *b, int64_t B,
 static int gather(kdcl_context *ctx, struct batch *b,
                   const struct kdcl__devdata *d, const int32_t *idx)
 {
-    int status = kdcl_tensor_write(b->idx, idx, (size_t)b->B * sizeof *idx);
+    int status;
+    if (kdcl__host_layers_wanted(ctx))
+        return kdcl__host_gather(ctx, d->x, d->y, idx, b->x, b->y,
+                                 (size_t)b->B, (size_t)d->per);
+    status = kdcl_tensor_write(b->idx, idx, (size_t)b->B * sizeof *idx);
     struct kdcl_arg a[] = {KDCL_A_TENSOR(d->x),  KDCL_A_TENSOR(b->idx),
                            KDCL_A_TENSOR(b->x),  KDCL_A_TENSOR(d->y),
                            KDCL_A_TENSOR(b->y),  KDCL_A_I32((int32_t)b->B),
@@ -743,15 +747,8 @@ int kdcl__fit_run(struct kdcl__fit *f, char *err, size_t errlen)
                 if (!status)
                     status = kdcl_run_result(f->kd, &loss, NULL, 0);
             } else {
-                size_t wg = 64;
-                struct kdcl_arg a[] = {
-                    KDCL_A_TENSOR(slog),      KDCL_A_TENSOR(b.y),
-                    KDCL_A_TENSOR(b.dlogits), KDCL_A_TENSOR(b.rows),
-                    KDCL_A_I32((int32_t)classes), KDCL_A_I32(1),
-                    KDCL_A_F32((float)(1.0 / (double)B)), KDCL_A_I32(1),
-                    KDCL_A_I32(0), KDCL_A_LOCAL(wg * 2 * sizeof(float))};
-                status = kdcl__nn_launch_groups(ctx, KDCL__NN_CE_ROWS,
-                                                (size_t)B, wg, 10, a);
+                status = kdcl__ce_rows(ctx, slog, b.y, b.dlogits, b.rows, B,
+                                       classes);
                 if (!status)
                     status = kdcl_tensor_read(b.rows, rows,
                                               (size_t)B * sizeof *rows);

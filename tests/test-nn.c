@@ -148,9 +148,9 @@ static void check_grads(struct net *n, double lo, double hi, double h,
     free(gx);
 }
 
-/* Conv2d and Linear run as device kernels (im2col, col2im, bias) with
-   GEMM, or on the host path of CPU devices (core/host.c): their tests run
-   both. */
+/* Every layer the host path of CPU devices runs (Conv2d, Linear, ReLU,
+   max pooling, flatten: core/host.c, core/host_ops.c) also runs as
+   device kernels: their tests run both, as do the optimizers'. */
 static const char *const layer_paths[] = {"kernel", "host"};
 #define FOR_EACH_LAYER_PATH(body)                                             \
     for (size_t path_ = 0; path_ < 2; path_++) {                             \
@@ -196,7 +196,7 @@ Test(nn, conv2d_gradients_stride_and_padding)
     FOR_EACH_LAYER_PATH(conv_grads_case(67));
 }
 
-Test(nn, relu_gradients)
+static void relu_grads_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_RELU)};
     int64_t in[1] = {40};
@@ -206,7 +206,12 @@ Test(nn, relu_gradients)
     net_free(&n);
 }
 
-Test(nn, relu_and_pooling_gradients)
+Test(nn, relu_gradients)
+{
+    FOR_EACH_LAYER_PATH(relu_grads_case());
+}
+
+static void relu_pool_grads_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_RELU), L(KDCL__L_MAXPOOL),
                                    L(KDCL__L_AVGPOOL), L(KDCL__L_FLATTEN)};
@@ -223,7 +228,12 @@ Test(nn, relu_and_pooling_gradients)
     net_free(&n);
 }
 
-Test(nn, maxpool_non_overlapping_gradients)
+Test(nn, relu_and_pooling_gradients)
+{
+    FOR_EACH_LAYER_PATH(relu_pool_grads_case());
+}
+
+static void maxpool_2x2_grads_case(void)
 {
     /* 2x2 windows, stride 2: the fast path; 7x7 leaves an unused edge. */
     struct kdcl__layer_spec s[] = {L(KDCL__L_MAXPOOL), L(KDCL__L_FLATTEN)};
@@ -234,6 +244,48 @@ Test(nn, maxpool_non_overlapping_gradients)
     net_init(&n, s, 2, 3, in, 2);
     check_grads(&n, -1, 1, 1e-3, 1e-2);
     net_free(&n);
+}
+
+Test(nn, maxpool_non_overlapping_gradients)
+{
+    FOR_EACH_LAYER_PATH(maxpool_2x2_grads_case());
+}
+
+/* Equal values in a window: the gradient goes to the first (row-major),
+   as PyTorch's; windows of 2 (the fast path) and of 3 at stride 1. */
+static void maxpool_ties_case(int k, int stride)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_MAXPOOL), L(KDCL__L_FLATTEN)};
+    int64_t in[3] = {1, 4, 4};
+    struct net n;
+    float x[16], gx[16];
+    const kdcl_tensor *y;
+    s[0].kernel = k;
+    s[0].stride = stride;
+    net_init(&n, s, 2, 3, in, 1);
+    for (int i = 0; i < 16; i++)
+        x[i] = 1.0f;
+    cr_assert_eq(kdcl_tensor_write(n.x, x, sizeof x), 0);
+    cr_assert_eq(kdcl__model_forward(n.m, n.x, 1, 1, &y), 0);
+    cr_assert_eq(kdcl__model_backward(n.m, n.dy), 0);
+    cr_assert_eq(kdcl_tensor_read(kdcl__model_input_grad(n.m), gx, sizeof gx),
+                 0);
+    for (int oh = 0, o = 0; oh * stride + k <= 4; oh++)
+        for (int ow = 0; ow * stride + k <= 4; ow++, o++) {
+            int first = oh * stride * 4 + ow * stride;
+            /* each window's gradient lands on its first element */
+            gx[first] -= n.r[o];
+        }
+    for (int i = 0; i < 16; i++)
+        cr_assert_float_eq(gx[i], 0.0f, 1e-6, "k %d: gx[%d] = %g", k, i,
+                           gx[i]);
+    net_free(&n);
+}
+
+Test(nn, maxpool_ties_go_to_the_first)
+{
+    FOR_EACH_LAYER_PATH(maxpool_ties_case(2, 2));
+    FOR_EACH_LAYER_PATH(maxpool_ties_case(3, 1));
 }
 
 Test(nn, global_average_pool_gradients)
@@ -384,7 +436,7 @@ Test(nn, conv2d_matches_naive_reference)
     FOR_EACH_LAYER_PATH(conv_reference_case(67));
 }
 
-Test(nn, maxpool_matches_naive_reference)
+static void maxpool_reference_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_MAXPOOL), L(KDCL__L_FLATTEN)};
     int64_t in[3] = {2, 5, 5};
@@ -409,6 +461,103 @@ Test(nn, maxpool_matches_naive_reference)
                 cr_assert_eq(y[(p * 2 + oh) * 2 + ow], m);
             }
     net_free(&n);
+}
+
+Test(nn, maxpool_matches_naive_reference)
+{
+    FOR_EACH_LAYER_PATH(maxpool_reference_case());
+}
+
+/* Softmax cross-entropy (kdcl__ce_rows, kdcl train's loss without a
+   teacher) against float64, an ignored row (-100) included. */
+static void ce_case(void)
+{
+    kdcl_context *ctx = th_ctx();
+    enum { R = 5, C = 7 };
+    int64_t zs[2] = {R, C}, r = R;
+    float z[R * C], g[R * C], rows[R];
+    int32_t y[R] = {3, 0, -100, 6, 2};
+    kdcl_tensor *tz, *ty, *tg, *tr;
+    th_fill_uniform(z, R * C, -4, 4, 21);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, zs, &tz), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, zs, &tg), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_I32, 1, &r, &ty), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &r, &tr), 0);
+    kdcl_tensor_write(tz, z, sizeof z);
+    kdcl_tensor_write(ty, y, sizeof y);
+    cr_assert_eq(kdcl__ce_rows(ctx, tz, ty, tg, tr, R, C), 0, "%s",
+                 kdcl_context_errmsg(ctx));
+    kdcl_tensor_read(tg, g, sizeof g);
+    kdcl_tensor_read(tr, rows, sizeof rows);
+    for (int b = 0; b < R; b++) {
+        double m = -INFINITY, s = 0, lse;
+        for (int c = 0; c < C; c++)
+            m = fmax(m, z[b * C + c]);
+        for (int c = 0; c < C; c++)
+            s += exp(z[b * C + c] - m);
+        lse = m + log(s);
+        th_assert_close1(rows[b], y[b] < 0 ? 0.0 : lse - z[b * C + y[b]],
+                         1e-6, 1e-5, "row loss");
+        for (int c = 0; c < C; c++) {
+            double want = y[b] < 0 ? 0.0
+                                   : (exp(z[b * C + c] - lse)
+                                      - (c == y[b] ? 1.0 : 0.0))
+                                         / R;
+            th_assert_close1(g[b * C + c], want, 1e-7, 1e-5, "gradient");
+        }
+    }
+    kdcl_tensor_free(tz);
+    kdcl_tensor_free(ty);
+    kdcl_tensor_free(tg);
+    kdcl_tensor_free(tr);
+}
+
+Test(nn, cross_entropy_matches_reference)
+{
+    FOR_EACH_LAYER_PATH(ce_case());
+}
+
+/* The host path's batch gather: rows and labels by index. */
+Test(nn, host_gather_rows)
+{
+    kdcl_context *ctx = th_ctx();
+    int64_t ds[2] = {4, 3}, xs[2] = {3, 3}, n4 = 4, n3 = 3;
+    float data[12], x[9];
+    int32_t labels[4] = {7, 8, 9, 10}, idx[3] = {2, 0, 2}, got[3];
+    kdcl_tensor *td, *tl, *tx, *ty;
+    for (int i = 0; i < 12; i++)
+        data[i] = (float)i;
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, ds, &td), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_I32, 1, &n4, &tl), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, xs, &tx), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_I32, 1, &n3, &ty), 0);
+    kdcl_tensor_write(td, data, sizeof data);
+    kdcl_tensor_write(tl, labels, sizeof labels);
+    cr_assert_eq(kdcl__host_gather(ctx, td, tl, idx, tx, ty, 3, 3), 0);
+    kdcl_tensor_read(tx, x, sizeof x);
+    kdcl_tensor_read(ty, got, sizeof got);
+    for (int r = 0; r < 3; r++) {
+        cr_assert_eq(got[r], labels[idx[r]]);
+        for (int d = 0; d < 3; d++)
+            cr_assert_eq(x[r * 3 + d], data[idx[r] * 3 + d]);
+    }
+    kdcl_tensor_free(td);
+    kdcl_tensor_free(tl);
+    kdcl_tensor_free(tx);
+    kdcl_tensor_free(ty);
+}
+
+/* On a CPU device the host path reaches tensors in place; with
+   KDCL_ZERO_COPY=0 (set before the test's context opens) it maps them
+   instead.  The same layers must agree either way. */
+Test(nn, host_path_through_maps)
+{
+    cr_assert_eq(setenv("KDCL_ZERO_COPY", "0", 1), 0);
+    if (th_ctx()->host_direct)
+        cr_skip_test("the context was opened before the variable was set");
+    FOR_EACH_LAYER_PATH(conv_grads_case(5));
+    FOR_EACH_LAYER_PATH(relu_pool_grads_case());
+    FOR_EACH_LAYER_PATH(ce_case());
 }
 
 Test(nn, model_rejects_bad_architectures)
@@ -451,7 +600,7 @@ static void opt_run(const struct kdcl__opt_spec *spec, const float *w0,
     kdcl__opt_free(o);
 }
 
-Test(optim, sgd_momentum_weight_decay_by_hand)
+static void sgd_case(void)
 {
     /* w = 1, g = 0.5, lr 0.1, mu 0.9, wd 0.01 (torch semantics):
        step 1: g' = 0.51, v = 0.51, w = 1 - 0.051 = 0.949
@@ -473,7 +622,12 @@ Test(optim, sgd_momentum_weight_decay_by_hand)
     cr_assert_float_eq(w[2], 1.0f - 3 * 0.05f, 1e-6);
 }
 
-Test(optim, adam_by_hand)
+Test(optim, sgd_momentum_weight_decay_by_hand)
+{
+    FOR_EACH_LAYER_PATH(sgd_case());
+}
+
+static void adam_case(void)
 {
     /* Two steps with a constant gradient g: m_hat = g, v_hat = g^2, so
        each step moves w by lr * g / (|g| + eps). */
@@ -484,6 +638,11 @@ Test(optim, adam_by_hand)
     cr_assert_float_eq(w[0], 1.0f - 0.02f, 1e-6);
     cr_assert_float_eq(w[1], -1.0f + 0.02f, 1e-6);
     cr_assert_float_eq(w[2], -0.02f * 1e-3f / (1e-3f + 1e-8f), 1e-6);
+}
+
+Test(optim, adam_by_hand)
+{
+    FOR_EACH_LAYER_PATH(adam_case());
 }
 
 Test(optim, schedules)
