@@ -451,10 +451,77 @@ static void gemm_section(kdcl_context *ctx, int reps, cJSON *doc)
     }
 }
 
+/* What a training step's profile holds, per layer type: milliseconds
+   per step and the FLOPs of one step (0: not counted). */
+#define N_PARTS 5
+static const char *const part_names[N_PARTS] = {
+    "conv fwd", "conv bwd", "linear fwd", "linear bwd", "other"};
+static const char *const part_ops[N_PARTS - 1] = {
+    "host_conv_forward", "host_conv_backward", "host_linear_forward",
+    "host_linear_backward"};
+
+struct step_profile {
+    double ms[N_PARTS], flops[N_PARTS];
+};
+
+/* One training step: forward, cross-entropy, backward, SGD. */
+static int train_step(kdcl_context *ctx, struct kdcl__model *m,
+                      struct kdcl__opt *opt, const kdcl_tensor *x,
+                      const kdcl_tensor *y, kdcl_tensor *dl,
+                      kdcl_tensor *rows, int64_t B)
+{
+    const kdcl_tensor *logits;
+    const char *name;
+    kdcl_tensor *val, *grad;
+    int status = kdcl__model_forward(m, x, B, 1, &logits);
+    if (!status)
+        status = kdcl__ce_rows(ctx, logits, y, dl, rows, B, 10);
+    if (!status)
+        status = kdcl__model_backward(m, dl);
+    for (size_t i = 0;
+         !status && kdcl__model_param(m, i, &name, &val, &grad) == 0; i++)
+        status = kdcl__opt_step(opt, val, grad, 0.01);
+    if (!status)
+        status = kdcl_context_finish(ctx);
+    return status;
+}
+
+/* reps more steps with profiling on: the time of each layer type's host
+   work (the host path of CPU devices; on other devices its kernels and
+   GEMMs all count as "other"). */
+static int profile_steps(kdcl_context *ctx, struct kdcl__model *m,
+                         struct kdcl__opt *opt, const kdcl_tensor *x,
+                         const kdcl_tensor *y, kdcl_tensor *dl,
+                         kdcl_tensor *rows, int64_t B, int reps,
+                         struct step_profile *p)
+{
+    const struct kdcl_profile_record *rec;
+    size_t n;
+    int status = KDCL_OK;
+    memset(p, 0, sizeof *p);
+    kdcl__model_flops(m, B, p->flops);
+    kdcl_context_profile_clear(ctx);
+    kdcl_context_set_profiling(ctx, 1);
+    for (int r = 0; !status && r < reps; r++)
+        status = train_step(ctx, m, opt, x, y, dl, rows, B);
+    if (!status)
+        status = kdcl_context_profile(ctx, &rec, &n);
+    for (size_t i = 0; !status && i < n; i++) {
+        int k = 0;
+        while (k < N_PARTS - 1 && strcmp(rec[i].name, part_ops[k]))
+            k++;
+        p->ms[k] += (double)rec[i].ns * 1e-6 / reps;
+    }
+    kdcl_context_set_profiling(ctx, 0);
+    kdcl_context_profile_clear(ctx);
+    return status;
+}
+
 /* Median time of one training step (forward, CE, backward, SGD) of a
-   built-in architecture on random data. */
+   built-in architecture on random data, and its profile. */
 static int bench_train_step(kdcl_context *ctx, const char *spec_json,
-                            int64_t B, int reps, double *ms)
+                            int64_t B, int reps, double *ms,
+                            struct step_profile *prof)
 {
     struct kdcl__dataset d;
     struct kdcl__model *m = NULL;
@@ -500,23 +567,13 @@ static int bench_train_step(kdcl_context *ctx, const char *spec_json,
     if (!status)
         status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &B, &rows);
     for (int r = 0; !status && r < reps + 2; r++) {
-        const kdcl_tensor *logits;
-        const char *name;
-        kdcl_tensor *val, *grad;
         double t0 = now_s();
-        status = kdcl__model_forward(m, x, B, 1, &logits);
-        if (!status)
-            status = kdcl__ce_rows(ctx, logits, y, dl, rows, B, 10);
-        if (!status)
-            status = kdcl__model_backward(m, dl);
-        for (size_t i = 0;
-             !status && kdcl__model_param(m, i, &name, &val, &grad) == 0; i++)
-            status = kdcl__opt_step(opt, val, grad, 0.01);
-        if (!status)
-            status = kdcl_context_finish(ctx);
+        status = train_step(ctx, m, opt, x, y, dl, rows, B);
         if (r >= 2)
             t[r - 2] = now_s() - t0;
     }
+    if (!status)
+        status = profile_steps(ctx, m, opt, x, y, dl, rows, B, reps, prof);
     if (!status)
         *ms = median(t, (size_t)reps) * 1e3;
 out:
@@ -546,10 +603,14 @@ static void train_section(kdcl_context *ctx, int reps, cJSON *doc)
     cJSON *arr = cJSON_AddArrayToObject(doc, "train_step");
     printf("\n%-24s %8s %12s %12s\n", "training step (B=128)", "", "median ms",
            "samples/s");
+    struct step_profile prof[sizeof models / sizeof models[0]];
+    int ok[sizeof models / sizeof models[0]];
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         double ms = 0;
         cJSON *o = cJSON_CreateObject();
-        int status = bench_train_step(ctx, models[i].spec, 128, reps, &ms);
+        int status = bench_train_step(ctx, models[i].spec, 128, reps, &ms,
+                                      &prof[i]);
+        ok[i] = !status;
         if (status)
             printf("%-24s skipped: %s\n", models[i].what,
                    kdcl_context_errmsg(ctx));
@@ -561,7 +622,42 @@ static void train_section(kdcl_context *ctx, int reps, cJSON *doc)
         cJSON_AddNumberToObject(o, "median_ms", status ? 0 : ms);
         cJSON_AddNumberToObject(o, "samples_per_s",
                                 status ? 0 : 128.0 / (ms * 1e-3));
+        if (!status) {
+            cJSON *parts = cJSON_AddArrayToObject(o, "layers");
+            for (int k = 0; k < N_PARTS; k++) {
+                cJSON *q = cJSON_CreateObject();
+                cJSON_AddStringToObject(q, "layer", part_names[k]);
+                cJSON_AddNumberToObject(q, "ms", prof[i].ms[k]);
+                cJSON_AddNumberToObject(
+                    q, "gflops",
+                    prof[i].ms[k] > 0 ? prof[i].flops[k] / prof[i].ms[k] * 1e-6
+                                      : 0);
+                cJSON_AddItemToArray(parts, q);
+            }
+        }
         cJSON_AddItemToArray(arr, o);
+    }
+    /* Per layer type, from further steps with profiling on. */
+    printf("\n%-24s", "per step: ms (GFLOP/s)");
+    for (int k = 0; k < N_PARTS; k++)
+        printf(" %16s", part_names[k]);
+    printf("\n");
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        if (!ok[i])
+            continue;
+        printf("%-24s", models[i].what);
+        for (int k = 0; k < N_PARTS; k++) {
+            char cell[32];
+            if (prof[i].ms[k] > 0 && prof[i].flops[k] > 0)
+                snprintf(cell, sizeof cell, "%.2f (%.0f)", prof[i].ms[k],
+                         prof[i].flops[k] / prof[i].ms[k] * 1e-6);
+            else if (prof[i].flops[k] > 0 || k == N_PARTS - 1)
+                snprintf(cell, sizeof cell, "%.2f", prof[i].ms[k]);
+            else
+                snprintf(cell, sizeof cell, "-");
+            printf(" %16s", cell);
+        }
+        printf("\n");
     }
 }
 

@@ -72,8 +72,10 @@ int kdcl__host_relu_backward(kdcl_context *ctx, const kdcl_tensor *y,
         const float *restrict out = buf[0].p, *restrict g = buf[1].p;
         float *restrict gin = buf[2].p;
         size_t i, hi;
-        for (kdcl__share(n, kdcl__thread_id(), nt, &i, &hi); i < hi; i++)
-            gin[i] = out[i] > 0.0f ? g[i] : 0.0f;
+        for (kdcl__share(n, kdcl__thread_id(), nt, &i, &hi); i < hi; i++) {
+            const float gi = g[i]; /* read always: a select, vectorised */
+            gin[i] = out[i] > 0.0f ? gi : 0.0f;
+        }
     }
     return finish(ctx, buf, 3, "host_relu_bwd", t0);
 }
@@ -297,16 +299,19 @@ int kdcl__host_sgd(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
         float *wp = buf[0].p, *vp = buf[2].p;
         const float *gp = buf[1].p;
         size_t i, hi;
-        for (kdcl__share(n, kdcl__thread_id(), nt, &i, &hi); i < hi; i++) {
-            const float gi = gp[i] + wd * wp[i];
-            float step = gi;
-            if (mu != 0.0f) {
-                const float vi = first ? gi : mu * vp[i] + gi;
+        kdcl__share(n, kdcl__thread_id(), nt, &i, &hi);
+        /* the conditions hoisted and every load unconditional, so that
+           both loops vectorise */
+        if (mu == 0.0f)
+            for (; i < hi; i++)
+                wp[i] -= lr * (gp[i] + wd * wp[i]);
+        else
+            for (; i < hi; i++) {
+                const float gi = gp[i] + wd * wp[i], v0 = vp[i];
+                const float vi = first ? gi : mu * v0 + gi;
                 vp[i] = vi;
-                step = nesterov ? gi + mu * vi : vi;
+                wp[i] -= lr * (nesterov ? gi + mu * vi : vi);
             }
-            wp[i] -= lr * step;
-        }
     }
     return finish(ctx, buf, 3, "host_sgd", t0);
 }

@@ -131,7 +131,7 @@ struct kdcl__layer {
     int64_t B;
     kdcl_tensor *out, *gin, *aux, *aux2, *tap_grad;
     const kdcl_tensor *in; /* input of the last forward */
-    bool host;             /* conv2d, linear on the host path (host.c) */
+    bool host;             /* on the host path (host.c, host_ops.c) */
 };
 
 static const char *const kind_names[KDCL__L_COUNT] = {
@@ -853,6 +853,31 @@ int kdcl__model_state(const struct kdcl__model *m, size_t k,
         }
     }
     return KDCL_ENOTFOUND;
+}
+
+void kdcl__model_flops(const struct kdcl__model *m, int64_t B,
+                       double flops[4])
+{
+    for (int i = 0; i < 4; i++)
+        flops[i] = 0;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const struct kdcl__layer *l = m->layers[i];
+        const int64_t k = l->spec.kernel;
+        /* one product's multiply-adds: conv [OC, CKK] x [CKK, OH*OW] per
+           image, linear [B, in] x [in, out] */
+        double f;
+        int conv = l->spec.kind == KDCL__L_CONV2D;
+        if (conv)
+            f = 2.0 * (double)B * (double)(l->oc * l->oh * l->ow)
+                * (double)(l->ic * k * k);
+        else if (l->spec.kind == KDCL__L_LINEAR)
+            f = 2.0 * (double)B * (double)l->in_per * (double)l->oc;
+        else
+            continue;
+        flops[conv ? 0 : 2] += f;
+        /* dW, and dX unless it is the first layer without input grad */
+        flops[conv ? 1 : 3] += (i > 0 || m->input_grad) ? 2 * f : f;
+    }
 }
 
 int64_t kdcl__model_out_features(const struct kdcl__model *m)

@@ -184,6 +184,10 @@ int kdcl__model_param(const struct kdcl__model *m, size_t i,
    running_mean, running_var, num_batches_tracked), PyTorch's names. */
 int kdcl__model_state(const struct kdcl__model *m, size_t i,
                       const char **name, kdcl_tensor **value);
+/* FLOPs of one training step at batch B: flops[0] Conv2d forward, [1]
+   Conv2d backward, [2] Linear forward, [3] Linear backward. */
+void kdcl__model_flops(const struct kdcl__model *m, int64_t B,
+                       double flops[4]);
 /* Number of output features of the model and parameters in all. */
 int64_t kdcl__model_out_features(const struct kdcl__model *m);
 int64_t kdcl__model_n_params(const struct kdcl__model *m);
