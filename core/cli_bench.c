@@ -464,18 +464,54 @@ struct step_profile {
     double ms[N_PARTS], flops[N_PARTS];
 };
 
-/* One training step: forward, cross-entropy, backward, SGD. */
+/* A distillation step's teacher (frozen) and its KD loss. */
+struct kd_step {
+    struct kdcl__model *teacher;
+    kdcl_run *run;
+};
+
+/* The loss of a distillation step, as kdcl distill runs it: the
+   teacher's forward pass, then the plugin's forward and backward, which
+   write the gradient of the student's logits into dl. */
+static int kd_loss(kdcl_context *ctx, struct kd_step *kd,
+                   const kdcl_tensor *x, const kdcl_tensor *y,
+                   const kdcl_tensor *logits, kdcl_tensor *dl, int64_t B)
+{
+    const kdcl_tensor *tlog;
+    double loss;
+    int status = kdcl__model_forward(kd->teacher, x, B, 0, &tlog);
+    (void)ctx;
+    if (!status)
+        status = kdcl_run_set_input(kd->run, "student.logits", logits);
+    if (!status)
+        status = kdcl_run_set_grad(kd->run, "student.logits", dl);
+    if (!status)
+        status = kdcl_run_set_input(kd->run, "teacher.logits", tlog);
+    if (!status)
+        status = kdcl_run_set_input(kd->run, "labels", y);
+    if (!status)
+        status = kdcl_run_forward(kd->run);
+    if (!status)
+        status = kdcl_run_backward(kd->run);
+    if (!status)
+        status = kdcl_run_result(kd->run, &loss, NULL, 0);
+    return status;
+}
+
+/* One training step: forward, cross-entropy (or, with kd, the
+   distillation loss), backward, SGD. */
 static int train_step(kdcl_context *ctx, struct kdcl__model *m,
-                      struct kdcl__opt *opt, const kdcl_tensor *x,
-                      const kdcl_tensor *y, kdcl_tensor *dl,
-                      kdcl_tensor *rows, int64_t B)
+                      struct kdcl__opt *opt, struct kd_step *kd,
+                      const kdcl_tensor *x, const kdcl_tensor *y,
+                      kdcl_tensor *dl, kdcl_tensor *rows, int64_t B)
 {
     const kdcl_tensor *logits;
     const char *name;
     kdcl_tensor *val, *grad;
     int status = kdcl__model_forward(m, x, B, 1, &logits);
     if (!status)
-        status = kdcl__ce_rows(ctx, logits, y, dl, rows, B, 10);
+        status = kd ? kd_loss(ctx, kd, x, y, logits, dl, B)
+                    : kdcl__ce_rows(ctx, logits, y, dl, rows, B, 10);
     if (!status)
         status = kdcl__model_backward(m, dl);
     for (size_t i = 0;
@@ -490,7 +526,8 @@ static int train_step(kdcl_context *ctx, struct kdcl__model *m,
    work (the host path of CPU devices; on other devices its kernels and
    GEMMs all count as "other"). */
 static int profile_steps(kdcl_context *ctx, struct kdcl__model *m,
-                         struct kdcl__opt *opt, const kdcl_tensor *x,
+                         struct kdcl__opt *opt, struct kd_step *kd,
+                         const kdcl_tensor *x,
                          const kdcl_tensor *y, kdcl_tensor *dl,
                          kdcl_tensor *rows, int64_t B, int reps,
                          struct step_profile *p)
@@ -500,10 +537,16 @@ static int profile_steps(kdcl_context *ctx, struct kdcl__model *m,
     int status = KDCL_OK;
     memset(p, 0, sizeof *p);
     kdcl__model_flops(m, B, p->flops);
+    if (kd) { /* the teacher's forward pass counts with the student's */
+        double t[4];
+        kdcl__model_flops(kd->teacher, B, t);
+        p->flops[0] += t[0];
+        p->flops[2] += t[2];
+    }
     kdcl_context_profile_clear(ctx);
     kdcl_context_set_profiling(ctx, 1);
     for (int r = 0; !status && r < reps; r++)
-        status = train_step(ctx, m, opt, x, y, dl, rows, B);
+        status = train_step(ctx, m, opt, kd, x, y, dl, rows, B);
     if (!status)
         status = kdcl_context_profile(ctx, &rec, &n);
     for (size_t i = 0; !status && i < n; i++) {
@@ -518,11 +561,18 @@ static int profile_steps(kdcl_context *ctx, struct kdcl__model *m,
 }
 
 /* Median time of one training step (forward, CE, backward, SGD) of a
-   built-in architecture on random data, and its profile. */
+   built-in architecture on random data, and its profile; with a teacher
+   architecture and a plugin, of a distillation step (the teacher keeps
+   its random initialisation: the time does not depend on its weights). */
 static int bench_train_step(kdcl_context *ctx, const char *spec_json,
-                            int64_t B, int reps, double *ms,
-                            struct step_profile *prof)
+                            const char *teacher_json,
+                            const struct kdcl_plugin *plugin,
+                            const char *const *sets, int64_t B, int reps,
+                            double *ms, struct step_profile *prof)
 {
+    struct kd_step kd = {NULL, NULL};
+    kdcl_params *params = NULL;
+    cJSON *tspec = teacher_json ? cJSON_Parse(teacher_json) : NULL;
     struct kdcl__dataset d;
     struct kdcl__model *m = NULL;
     struct kdcl__opt *opt = NULL;
@@ -552,6 +602,16 @@ static int bench_train_step(kdcl_context *ctx, const char *spec_json,
     for (int64_t i = 0; i < B; i++)
         lab[i] = (int32_t)(rng_next(&seed) % 10);
     status = kdcl__arch_build(ctx, spec, "bench", &d, 1, &m, err, sizeof err);
+    if (!status && teacher_json)
+        status = tspec ? kdcl__arch_build(ctx, tspec, "bench teacher", &d, 2,
+                                          &kd.teacher, err, sizeof err)
+                       : KDCL_ENOMEM;
+    if (!status && plugin)
+        status = kdcl_params_init(ctx, plugin, &params);
+    for (size_t i = 0; !status && plugin && sets[i]; i++)
+        status = kdcl_params_set_kv(params, sets[i]);
+    if (!status && plugin)
+        status = kdcl_run_init(ctx, plugin, params, &kd.run);
     if (!status)
         status = kdcl__opt_init(ctx, &os, &opt);
     if (!status)
@@ -568,12 +628,14 @@ static int bench_train_step(kdcl_context *ctx, const char *spec_json,
         status = kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 1, &B, &rows);
     for (int r = 0; !status && r < reps + 2; r++) {
         double t0 = now_s();
-        status = train_step(ctx, m, opt, x, y, dl, rows, B);
+        status = train_step(ctx, m, opt, kd.run ? &kd : NULL, x, y, dl, rows,
+                            B);
         if (r >= 2)
             t[r - 2] = now_s() - t0;
     }
     if (!status)
-        status = profile_steps(ctx, m, opt, x, y, dl, rows, B, reps, prof);
+        status = profile_steps(ctx, m, opt, kd.run ? &kd : NULL, x, y, dl,
+                               rows, B, reps, prof);
     if (!status)
         *ms = median(t, (size_t)reps) * 1e3;
 out:
@@ -583,23 +645,37 @@ out:
     kdcl_tensor_free(rows);
     kdcl__opt_free(opt);
     kdcl__model_free(m);
+    kdcl__model_free(kd.teacher);
+    kdcl_run_free(kd.run);
+    kdcl_params_free(params);
     cJSON_Delete(spec);
+    cJSON_Delete(tspec);
     free(host);
     free(lab);
     return status;
 }
 
-static void train_section(kdcl_context *ctx, int reps, cJSON *doc)
+static void train_section(kdcl_context *ctx, kdcl_registry *reg, int reps,
+                          cJSON *doc)
 {
+    /* The last: the main job's distillation step, LeNet-5 teaching
+       LeNet-5-half with hinton at its config's T and alpha. */
+    static const char *const kd_sets[] = {"temperature=8", "alpha=0.5",
+                                          NULL};
     static const struct {
         const char *what;
         const char *spec;
+        const char *teacher;
     } models[] = {
-        {"lenet5", "{\"arch\": \"lenet5\"}"},
-        {"lenet5-half", "{\"arch\": \"lenet5\", \"width\": 0.5}"},
-        {"mlp 784-1200-1200-10", "{\"arch\": \"mlp\"}"},
-        {"mlp 784-32-10", "{\"arch\": \"mlp\", \"hidden\": [32]}"},
+        {"lenet5", "{\"arch\": \"lenet5\"}", NULL},
+        {"lenet5-half", "{\"arch\": \"lenet5\", \"width\": 0.5}", NULL},
+        {"mlp 784-1200-1200-10", "{\"arch\": \"mlp\"}", NULL},
+        {"mlp 784-32-10", "{\"arch\": \"mlp\", \"hidden\": [32]}", NULL},
+        {"kd lenet5->half hinton",
+         "{\"arch\": \"lenet5\", \"width\": 0.5}",
+         "{\"arch\": \"lenet5\"}"},
     };
+    const struct kdcl_plugin *hinton = kdcl_registry_find(reg, "hinton");
     cJSON *arr = cJSON_AddArrayToObject(doc, "train_step");
     printf("\n%-24s %8s %12s %12s\n", "training step (B=128)", "", "median ms",
            "samples/s");
@@ -608,8 +684,17 @@ static void train_section(kdcl_context *ctx, int reps, cJSON *doc)
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         double ms = 0;
         cJSON *o = cJSON_CreateObject();
-        int status = bench_train_step(ctx, models[i].spec, 128, reps, &ms,
-                                      &prof[i]);
+        int status;
+        if (models[i].teacher && !hinton) {
+            ok[i] = 0;
+            printf("%-24s skipped: the hinton plugin is not loaded\n",
+                   models[i].what);
+            cJSON_Delete(o);
+            continue;
+        }
+        status = bench_train_step(ctx, models[i].spec, models[i].teacher,
+                                  models[i].teacher ? hinton : NULL, kd_sets,
+                                  128, reps, &ms, &prof[i]);
         ok[i] = !status;
         if (status)
             printf("%-24s skipped: %s\n", models[i].what,
@@ -829,7 +914,7 @@ int cli_bench(int argc, char **argv)
     if (do_gemm)
         gemm_section(ctx, reps, doc);
     if (do_train)
-        train_section(ctx, reps, doc);
+        train_section(ctx, reg, reps, doc);
     rc = CLI_OK;
     if (json_path) {
         rc = cli_json_write(doc, json_path);

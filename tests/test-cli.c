@@ -5,6 +5,7 @@
  */
 #include "harness.h"
 
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -247,6 +248,63 @@ Test(cli, bench_measures_bandwidth_and_plugin)
     cr_assert(strstr(out, "hinton"));
     cr_assert(strstr(out, "256x100"));
     cr_assert_eq(cli("bench --size 999x1"), 2);
+}
+
+/* Training steps: the four built-in models and the distillation step,
+   each with its time per layer type in the JSON. */
+Test(cli, bench_train_steps_per_layer_type)
+{
+    char path[600], *text;
+    FILE *f;
+    long n;
+    cJSON *doc, *steps, *s;
+    int count = 0, cpu;
+    if (th_small())
+        cr_skip_test("bench is not run under the checking implementation");
+    snprintf(path, sizeof path, "%s/train-bench.json", th_tmpdir());
+    cr_assert_eq(cli("bench --no-plugins --train --reps 2 --json %s", path),
+                 0, "%s", err);
+    cr_assert(strstr(out, "kd lenet5->half hinton"), "%s", out);
+    cr_assert(strstr(out, "per step: ms (GFLOP/s)"), "%s", out);
+    cr_assert(!strstr(out, "skipped"), "%s", out);
+    f = fopen(path, "rb");
+    cr_assert(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    rewind(f);
+    text = calloc(1, (size_t)n + 1);
+    cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    doc = cJSON_Parse(text);
+    cr_assert(doc);
+    steps = cJSON_GetObjectItemCaseSensitive(doc, "train_step");
+    cpu = !strcmp(cJSON_GetObjectItemCaseSensitive(
+                      cJSON_GetObjectItemCaseSensitive(doc, "device"), "type")
+                      ->valuestring,
+                  "cpu");
+    cJSON_ArrayForEach(s, steps)
+    {
+        cJSON *layers = cJSON_GetObjectItemCaseSensitive(s, "layers");
+        double total = 0, ms = cJSON_GetObjectItemCaseSensitive(
+                                  s, "median_ms")->valuedouble;
+        cJSON *l;
+        cr_assert_gt(ms, 0);
+        cr_assert_eq(cJSON_GetArraySize(layers), 5);
+        cJSON_ArrayForEach(l, layers)
+            total += cJSON_GetObjectItemCaseSensitive(l, "ms")->valuedouble;
+        cr_assert_gt(total, 0);
+        /* On a CPU device the layers run on the host path, timed per
+           layer type: every model has linear layers. */
+        if (cpu)
+            cr_assert_gt(cJSON_GetObjectItemCaseSensitive(
+                             cJSON_GetArrayItem(layers, 2), "gflops")
+                             ->valuedouble,
+                         0, "no linear GFLOP/s: %s", text);
+        count++;
+    }
+    cr_assert_eq(count, 5);
+    cJSON_Delete(doc);
+    free(text);
 }
 
 /* More repetitions than a fixed array of 64 times held (it overflowed). */
