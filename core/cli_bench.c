@@ -761,7 +761,9 @@ static const char bench_help[] =
     "  --gemm             also measure GEMM (on CPU devices: host BLAS and\n"
     "                     CLBlast side by side)\n"
     "  --train            also measure training steps of the built-in\n"
-    "                     models (samples per second)\n"
+    "                     models and the main job's distillation step\n"
+    "                     (samples per second; time and GFLOP/s per\n"
+    "                     layer type)\n"
     "  --no-plugins       skip the plugin measurements\n"
     "  --plugin-dir DIR   look for plugins in DIR first\n"
     "  --json OUT.json    also write the results as JSON\n";

@@ -1,16 +1,15 @@
 /*
- * core/host_ops.c - the small operations of a training step on the host
- * path of CPU devices: ReLU, max pooling, flatten's copy, softmax
- * cross-entropy, the batch gather and the SGD and Adam updates.  Beside
- * the host Conv2d and Linear (core/host.c) each of these was a PoCL
- * command of about 20-40 us, as much as its work for LeNet-sized layers,
- * and every host layer after it drained the queue; on the host they run
- * in place on the tensors' memory (core/tensor.c), so a step of the
- * built-in models issues no OpenCL command at all.
+ * core/host_ops.c - the rest of a training step on the host path of CPU
+ * devices: ReLU, pooling, flatten's copy, dropout, batch normalisation,
+ * softmax cross-entropy, the batch gather and the SGD and Adam updates.
+ * Beside the host Conv2d and Linear (core/host.c) each of these was a
+ * PoCL command of about 20-40 us, as much as its work for LeNet-sized
+ * layers; on the host they run in place on the tensors' memory
+ * (core/tensor.c), so a training step issues no OpenCL command at all.
  *
  * Each function computes what its kernel in cl/nn.cl (or kdcl_ce_rows)
- * computes, in the same order per element, so the two paths agree to
- * rounding; tests/test-nn.c runs every layer on both.
+ * computes, so the two paths agree to rounding (batch normalisation sums
+ * in double here); tests/test-nn.c runs every layer on both.
  */
 #include "host.h"
 #include "nn.h"
@@ -344,4 +343,279 @@ int kdcl__host_adam(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
         }
     }
     return finish(ctx, buf, 4, "host_adam", t0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The rest of the layers: average pooling, global average pooling,       */
+/* dropout, batch normalisation, and the tap gradient's sum               */
+
+int kdcl__host_avgpool_forward(kdcl_context *ctx,
+                               const struct kdcl__conv_geom *g,
+                               const kdcl_tensor *x, kdcl_tensor *y)
+{
+    struct kdcl__host_buf buf[2] = {{x, 0, NULL}, {y, 1, NULL}};
+    const size_t np = planes(g), in = (size_t)(g->h * g->w),
+                 out = (size_t)(g->oh * g->ow);
+    const int nt = elem_threads(np * in);
+    const float inv = 1.0f / (float)(g->k * g->k);
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 2);
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    KDCL_PARALLEL_NT
+    {
+        size_t i, hi;
+        for (kdcl__share(np, kdcl__thread_id(), nt, &i, &hi); i < hi; i++) {
+            const float *xp = buf[0].p + i * in;
+            float *yp = buf[1].p + i * out;
+            /* windows inside the plane (the model allows no padding) */
+            for (int64_t oh = 0; oh < g->oh; oh++)
+                for (int64_t ow = 0; ow < g->ow; ow++) {
+                    float s = 0.0f;
+                    for (int64_t kh = 0; kh < g->k; kh++)
+                        for (int64_t kw = 0; kw < g->k; kw++)
+                            s += xp[(oh * g->s + kh) * g->w + ow * g->s + kw];
+                    yp[oh * g->ow + ow] = s * inv;
+                }
+        }
+    }
+    return finish(ctx, buf, 2, "host_avgpool_fwd", t0);
+}
+
+int kdcl__host_avgpool_backward(kdcl_context *ctx,
+                                const struct kdcl__conv_geom *g,
+                                const kdcl_tensor *gy, kdcl_tensor *gx)
+{
+    struct kdcl__host_buf buf[2] = {{gy, 0, NULL}, {gx, 1, NULL}};
+    const size_t np = planes(g), in = (size_t)(g->h * g->w),
+                 out = (size_t)(g->oh * g->ow);
+    const int nt = elem_threads(np * in);
+    const float inv = 1.0f / (float)(g->k * g->k);
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 2);
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    KDCL_PARALLEL_NT
+    {
+        size_t i, hi;
+        for (kdcl__share(np, kdcl__thread_id(), nt, &i, &hi); i < hi; i++) {
+            const float *gp = buf[0].p + i * out;
+            float *gxp = buf[1].p + i * in;
+            memset(gxp, 0, sizeof(float) * in);
+            for (int64_t oh = 0; oh < g->oh; oh++)
+                for (int64_t ow = 0; ow < g->ow; ow++) {
+                    const float d = gp[oh * g->ow + ow] * inv;
+                    for (int64_t kh = 0; kh < g->k; kh++)
+                        for (int64_t kw = 0; kw < g->k; kw++)
+                            gxp[(oh * g->s + kh) * g->w + ow * g->s + kw] += d;
+                }
+        }
+    }
+    return finish(ctx, buf, 2, "host_avgpool_bwd", t0);
+}
+
+int kdcl__host_gap_forward(kdcl_context *ctx, const kdcl_tensor *x,
+                           kdcl_tensor *y, size_t planes_, size_t hw)
+{
+    struct kdcl__host_buf buf[2] = {{x, 0, NULL}, {y, 1, NULL}};
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 2);
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    for (size_t i = 0; i < planes_; i++) {
+        float s = 0.0f;
+        for (size_t p = 0; p < hw; p++)
+            s += buf[0].p[i * hw + p];
+        buf[1].p[i] = s / (float)hw;
+    }
+    return finish(ctx, buf, 2, "host_gap_fwd", t0);
+}
+
+int kdcl__host_gap_backward(kdcl_context *ctx, const kdcl_tensor *gy,
+                            kdcl_tensor *gx, size_t planes_, size_t hw)
+{
+    struct kdcl__host_buf buf[2] = {{gy, 0, NULL}, {gx, 1, NULL}};
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 2);
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    for (size_t i = 0; i < planes_; i++) {
+        const float d = buf[0].p[i] / (float)hw;
+        for (size_t p = 0; p < hw; p++)
+            buf[1].p[i * hw + p] = d;
+    }
+    return finish(ctx, buf, 2, "host_gap_bwd", t0);
+}
+
+/* nn_uniform of cl/nn.cl, bit for bit: a counter-based uniform in [0, 1)
+   from (seed, step, i), so both paths drop the same elements. */
+static float uniform(uint64_t seed, uint64_t step, uint64_t i)
+{
+    uint64_t z = seed
+                 + 0x9e3779b97f4a7c15ull * (step * 0x100000001b3ull + i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+int kdcl__host_dropout_forward(kdcl_context *ctx, const kdcl_tensor *x,
+                               kdcl_tensor *y, kdcl_tensor *mask, size_t n,
+                               float p, uint64_t seed, uint64_t step)
+{
+    struct kdcl__host_buf buf[3] = {
+        {x, 0, NULL}, {y, 1, NULL}, {mask, 1, NULL}};
+    const float keep = 1.0f / (1.0f - p);
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 3);
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    for (size_t i = 0; i < n; i++) {
+        const float m = uniform(seed, step, i) < p ? 0.0f : keep;
+        buf[2].p[i] = m;
+        buf[1].p[i] = buf[0].p[i] * m;
+    }
+    return finish(ctx, buf, 3, "host_dropout_fwd", t0);
+}
+
+int kdcl__host_mul(kdcl_context *ctx, const kdcl_tensor *a,
+                   const kdcl_tensor *b, kdcl_tensor *y, size_t n)
+{
+    struct kdcl__host_buf buf[3] = {{a, 0, NULL}, {b, 0, NULL}, {y, 1, NULL}};
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 3);
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    for (size_t i = 0; i < n; i++)
+        buf[2].p[i] = buf[0].p[i] * buf[1].p[i];
+    return finish(ctx, buf, 3, "host_mul", t0);
+}
+
+int kdcl__host_add(kdcl_context *ctx, kdcl_tensor *y, const kdcl_tensor *x,
+                   size_t n)
+{
+    struct kdcl__host_buf buf[2] = {{y, 1, NULL}, {x, 0, NULL}};
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 2);
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    for (size_t i = 0; i < n; i++)
+        buf[0].p[i] += buf[1].p[i];
+    return finish(ctx, buf, 2, "host_add", t0);
+}
+
+/* Batch normalisation over x [B, C, HW]; stats[2c] = mean, stats[2c+1] =
+   1/sqrt(var + eps) as nn_bn_stats and nn_bn_eval_stats; the sums run in
+   double, per channel in order. */
+int kdcl__host_batchnorm_forward(kdcl_context *ctx,
+                                 const struct kdcl__bn_geom *g,
+                                 const kdcl_tensor *x, kdcl_tensor *y,
+                                 kdcl_tensor *stats, kdcl_tensor *run_mean,
+                                 kdcl_tensor *run_var,
+                                 const kdcl_tensor *gamma,
+                                 const kdcl_tensor *beta, int train)
+{
+    struct kdcl__host_buf buf[7] = {
+        {x, 0, NULL},        {y, 1, NULL},     {stats, 1, NULL},
+        {run_mean, 1, NULL}, {run_var, 1, NULL}, {gamma, 0, NULL},
+        {beta, 0, NULL}};
+    const size_t B = g->b, C = g->c, HW = g->hw, n = B * HW;
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 7);
+    float *st = buf[2].p, *rm = buf[3].p, *rv = buf[4].p;
+    if (status)
+        return status;
+    t0 = kdcl__host_now_ns();
+    for (size_t c = 0; c < C; c++) {
+        if (train) {
+            double s = 0, q = 0, mean, var;
+            for (size_t b = 0; b < B; b++)
+                for (size_t p = 0; p < HW; p++)
+                    s += buf[0].p[(b * C + c) * HW + p];
+            mean = s / (double)n;
+            for (size_t b = 0; b < B; b++)
+                for (size_t p = 0; p < HW; p++) {
+                    const double d = buf[0].p[(b * C + c) * HW + p] - mean;
+                    q += d * d;
+                }
+            var = q / (double)n;
+            st[2 * c] = (float)mean;
+            st[2 * c + 1] = (float)(1.0 / sqrt(var + g->eps));
+            rm[c] = (float)((1.0 - g->momentum) * rm[c] + g->momentum * mean);
+            rv[c] = (float)((1.0 - g->momentum) * rv[c]
+                            + g->momentum
+                                  * (n > 1 ? var * (double)n / (double)(n - 1)
+                                           : var));
+        } else {
+            st[2 * c] = rm[c];
+            st[2 * c + 1] = (float)(1.0 / sqrt((double)rv[c] + g->eps));
+        }
+    }
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++) {
+            const float mean = st[2 * c], inv = st[2 * c + 1];
+            const float ga = buf[5].p[c], be = buf[6].p[c];
+            const float *xp = buf[0].p + (b * C + c) * HW;
+            float *yp = buf[1].p + (b * C + c) * HW;
+            for (size_t p = 0; p < HW; p++)
+                yp[p] = (xp[p] - mean) * inv * ga + be;
+        }
+    return finish(ctx, buf, 7, "host_bn_fwd", t0);
+}
+
+/* dgamma = sum gy*xhat, dbeta = sum gy (overwritten), and gx = gamma
+   invstd / n (n gy - dbeta - xhat dgamma), as the two backward kernels. */
+int kdcl__host_batchnorm_backward(kdcl_context *ctx,
+                                  const struct kdcl__bn_geom *g,
+                                  const kdcl_tensor *x,
+                                  const kdcl_tensor *gy,
+                                  const kdcl_tensor *stats,
+                                  const kdcl_tensor *gamma,
+                                  kdcl_tensor *dgamma, kdcl_tensor *dbeta,
+                                  kdcl_tensor *gx)
+{
+    struct kdcl__host_buf buf[7] = {
+        {x, 0, NULL},      {gy, 0, NULL},    {stats, 0, NULL},
+        {gamma, 0, NULL},  {dgamma, 1, NULL}, {dbeta, 1, NULL},
+        {gx, 1, NULL}};
+    const size_t B = g->b, C = g->c, HW = g->hw, n = B * HW;
+    uint64_t t0;
+    int status = kdcl__host_map(ctx, buf, 7);
+    const float *st;
+    if (status)
+        return status;
+    st = buf[2].p;
+    t0 = kdcl__host_now_ns();
+    for (size_t c = 0; c < C; c++) {
+        double sg = 0, sgx = 0;
+        for (size_t b = 0; b < B; b++)
+            for (size_t p = 0; p < HW; p++) {
+                const size_t o = (b * C + c) * HW + p;
+                sg += buf[1].p[o];
+                sgx += (double)buf[1].p[o] * ((buf[0].p[o] - st[2 * c])
+                                              * st[2 * c + 1]);
+            }
+        buf[5].p[c] = (float)sg;
+        buf[4].p[c] = (float)sgx;
+    }
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++) {
+            const float mean = st[2 * c], inv = st[2 * c + 1];
+            const float k = buf[3].p[c] * inv / (float)n;
+            const float db = buf[5].p[c], dg = buf[4].p[c];
+            const size_t o = (b * C + c) * HW;
+            for (size_t p = 0; p < HW; p++) {
+                const float xhat = (buf[0].p[o + p] - mean) * inv;
+                buf[6].p[o + p] =
+                    k * ((float)n * buf[1].p[o + p] - db - xhat * dg);
+            }
+        }
+    return finish(ctx, buf, 7, "host_bn_bwd", t0);
 }

@@ -512,6 +512,15 @@ int kdcl__ce_rows(kdcl_context *ctx, const kdcl_tensor *logits,
                                   sizeof a / sizeof a[0], a);
 }
 
+static struct kdcl__bn_geom bn_geom(const struct kdcl__layer *l, int64_t B)
+{
+    struct kdcl__bn_geom g = {
+        (size_t)B, (size_t)l->ic,
+        (size_t)(l->in_rank == 1 ? 1 : l->ih * l->iw), l->spec.eps,
+        l->spec.momentum};
+    return g;
+}
+
 static int bn_wg(void)
 {
     return 64;
@@ -579,10 +588,17 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
                    I(B * l->ic), I(l->ih), I(l->iw), I(s->kernel),
                    I(s->stride), I(s->padding), I(l->oh), I(l->ow));
     case KDCL__L_AVGPOOL:
+        if (l->host) {
+            struct kdcl__conv_geom pg = conv_geom(l, B);
+            return kdcl__host_avgpool_forward(ctx, &pg, x, l->out);
+        }
         return RUN(ctx, KDCL__NN_AVGPOOL_FWD, nout, T(x), T(l->out), I(B * l->ic),
                    I(l->ih), I(l->iw), I(s->kernel), I(s->stride), I(l->oh),
                    I(l->ow));
     case KDCL__L_GAP:
+        if (l->host)
+            return kdcl__host_gap_forward(ctx, x, l->out, (size_t)(B * l->ic),
+                                          (size_t)(l->ih * l->iw));
         return RUN(ctx, KDCL__NN_GAP_FWD, nout, T(x), T(l->out), I(B * l->ic),
                    I(l->ih * l->iw));
     case KDCL__L_FLATTEN:
@@ -590,11 +606,25 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
     case KDCL__L_DROPOUT:
         if (!train || s->p == 0.0)
             return layer_copy(l, l->out, x);
+        if (l->host)
+            return kdcl__host_dropout_forward(ctx, x, l->out, l->aux, nout,
+                                              (float)s->p, m->seed, m->step);
         return RUN(ctx, KDCL__NN_DROPOUT_FWD, nout, T(x), T(l->out), T(l->aux),
                    I(nout), F(s->p), KDCL_A_I64((int64_t)m->seed),
                    KDCL_A_I64((int64_t)m->step));
     case KDCL__L_BATCHNORM: {
         int64_t hw = l->in_rank == 1 ? 1 : l->ih * l->iw;
+        if (l->host) {
+            struct kdcl__bn_geom bg = bn_geom(l, B);
+            status = kdcl__host_batchnorm_forward(ctx, &bg, x, l->out, l->aux,
+                                                  l->rmean, l->rvar, l->w,
+                                                  l->b, train);
+            if (!status && train) {
+                l->nbt_host++;
+                status = kdcl_tensor_write(l->nbt, &l->nbt_host, 8);
+            }
+            return status;
+        }
         if (train) {
             size_t wg = (size_t)bn_wg();
             struct kdcl_arg a[] = {T(x), T(l->aux), T(l->rmean), T(l->rvar),
@@ -698,10 +728,18 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
                    I(B * l->ic), I(l->ih), I(l->iw), I(s->kernel),
                    I(s->stride), I(s->padding), I(l->oh), I(l->ow));
     case KDCL__L_AVGPOOL:
+        if (l->host) {
+            struct kdcl__conv_geom pg = conv_geom(l, B);
+            return kdcl__host_avgpool_backward(ctx, &pg, gy, l->gin);
+        }
         return RUN(ctx, KDCL__NN_AVGPOOL_BWD, nin, T(gy), T(l->gin), I(B * l->ic),
                    I(l->ih), I(l->iw), I(s->kernel), I(s->stride), I(l->oh),
                    I(l->ow));
     case KDCL__L_GAP:
+        if (l->host)
+            return kdcl__host_gap_backward(ctx, gy, l->gin,
+                                           (size_t)(B * l->ic),
+                                           (size_t)(l->ih * l->iw));
         return RUN(ctx, KDCL__NN_GAP_BWD, nin, T(gy), T(l->gin), I(B * l->ic),
                    I(l->ih * l->iw));
     case KDCL__L_FLATTEN:
@@ -709,10 +747,17 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
     case KDCL__L_DROPOUT:
         if (s->p == 0.0)
             return layer_copy(l, l->gin, gy);
+        if (l->host)
+            return kdcl__host_mul(ctx, gy, l->aux, l->gin, nin);
         return RUN(ctx, KDCL__NN_MUL, nin, T(gy), T(l->aux), T(l->gin), I(nin));
     case KDCL__L_BATCHNORM: {
         int64_t hw = l->in_rank == 1 ? 1 : l->ih * l->iw;
         size_t wg = (size_t)bn_wg();
+        if (l->host) {
+            struct kdcl__bn_geom bg = bn_geom(l, B);
+            return kdcl__host_batchnorm_backward(ctx, &bg, l->in, gy, l->aux,
+                                                 l->w, l->gw, l->gb, l->gin);
+        }
         struct kdcl_arg a[] = {T(l->in), T(gy), T(l->aux), T(l->gw),
                                T(l->gb), I(B), I(l->ic), I(hw),
                                KDCL_A_LOCAL(wg * sizeof(float))};
@@ -766,8 +811,10 @@ int kdcl__model_backward(struct kdcl__model *m, const kdcl_tensor *dlogits)
         if (l->tap_grad && gy != dlogits) {
             /* gy is the next layer's gin: add the tap's gradient. */
             size_t n = (size_t)kdcl_tensor_numel(l->tap_grad);
-            status = RUN(m->ctx, KDCL__NN_ADD, n, T((kdcl_tensor *)gy),
-                         T(l->tap_grad), I(n));
+            status = l->host ? kdcl__host_add(m->ctx, (kdcl_tensor *)gy,
+                                              l->tap_grad, n)
+                             : RUN(m->ctx, KDCL__NN_ADD, n,
+                                   T((kdcl_tensor *)gy), T(l->tap_grad), I(n));
             if (status)
                 return status;
         }

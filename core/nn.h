@@ -135,6 +135,51 @@ int kdcl__host_adam(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
                     float b1, float b2, float eps, float wd, float bc1,
                     float bc2);
 
+/* Average pooling without padding (windows k, stride s, count k*k), and
+   its gradient. */
+int kdcl__host_avgpool_forward(kdcl_context *ctx,
+                               const struct kdcl__conv_geom *g,
+                               const kdcl_tensor *x, kdcl_tensor *y);
+int kdcl__host_avgpool_backward(kdcl_context *ctx,
+                                const struct kdcl__conv_geom *g,
+                                const kdcl_tensor *gy, kdcl_tensor *gx);
+/* Global average pooling of planes of hw values, and its gradient. */
+int kdcl__host_gap_forward(kdcl_context *ctx, const kdcl_tensor *x,
+                           kdcl_tensor *y, size_t planes, size_t hw);
+int kdcl__host_gap_backward(kdcl_context *ctx, const kdcl_tensor *gy,
+                            kdcl_tensor *gx, size_t planes, size_t hw);
+/* Inverted dropout with nn_dropout_fwd's mask (the same elements drop);
+   y = a * b (dropout's backward); y += x (a tap's gradient). */
+int kdcl__host_dropout_forward(kdcl_context *ctx, const kdcl_tensor *x,
+                               kdcl_tensor *y, kdcl_tensor *mask, size_t n,
+                               float p, uint64_t seed, uint64_t step);
+int kdcl__host_mul(kdcl_context *ctx, const kdcl_tensor *a,
+                   const kdcl_tensor *b, kdcl_tensor *y, size_t n);
+int kdcl__host_add(kdcl_context *ctx, kdcl_tensor *y, const kdcl_tensor *x,
+                   size_t n);
+/* Batch normalisation of x [b, c, hw]: train mode (batch statistics,
+   running ones updated) or eval mode (the running ones); stats holds
+   (mean, 1/sqrt(var + eps)) per channel for the backward. */
+struct kdcl__bn_geom {
+    size_t b, c, hw;
+    double eps, momentum;
+};
+int kdcl__host_batchnorm_forward(kdcl_context *ctx,
+                                 const struct kdcl__bn_geom *g,
+                                 const kdcl_tensor *x, kdcl_tensor *y,
+                                 kdcl_tensor *stats, kdcl_tensor *run_mean,
+                                 kdcl_tensor *run_var,
+                                 const kdcl_tensor *gamma,
+                                 const kdcl_tensor *beta, int train);
+int kdcl__host_batchnorm_backward(kdcl_context *ctx,
+                                  const struct kdcl__bn_geom *g,
+                                  const kdcl_tensor *x,
+                                  const kdcl_tensor *gy,
+                                  const kdcl_tensor *stats,
+                                  const kdcl_tensor *gamma,
+                                  kdcl_tensor *dgamma, kdcl_tensor *dbeta,
+                                  kdcl_tensor *gx);
+
 /* Softmax cross-entropy over [R, C] logits against i32 labels, the mean
    over the batch (scale 1/R) into grad and the per-row losses into rows:
    on the host path where it is wanted, else kdcl_ce_rows. */

@@ -51,9 +51,9 @@ static void CL_CALLBACK free_host(cl_mem mem, void *p)
  * A CPU device's buffer in kdcl's own allocation (CL_MEM_USE_HOST_PTR),
  * aligned as the device asks.  When the driver's map hands back that same
  * pointer, the driver computes in it directly, so the host path can read
- * and write it in place once the queue is drained, without the two map
- * commands per buffer per layer (PoCL: about 10 us each); otherwise t->host
- * stays NULL and the host path maps.  The allocation is freed when the
+ * and write it in place once the queue is drained, without a map and an
+ * unmap command per buffer per layer (PoCL: about 40 us the pair);
+ * otherwise t->host stays NULL and the host path maps.  The allocation is freed when the
  * driver destroys the buffer, after any command still using it.
  */
 static int host_buffer(kdcl_context *ctx, kdcl_tensor *t)

@@ -288,7 +288,7 @@ Test(nn, maxpool_ties_go_to_the_first)
     FOR_EACH_LAYER_PATH(maxpool_ties_case(3, 1));
 }
 
-Test(nn, global_average_pool_gradients)
+static void gap_grads_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_GAP)};
     int64_t in[3] = {3, 4, 4};
@@ -298,12 +298,18 @@ Test(nn, global_average_pool_gradients)
     net_free(&n);
 }
 
-Test(nn, dropout_gradients_and_rate)
+Test(nn, global_average_pool_gradients)
+{
+    FOR_EACH_LAYER_PATH(gap_grads_case());
+}
+
+/* y: the dropout layer's training output for x = 1 at step 5. */
+static void dropout_case(float *y)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_DROPOUT)};
     int64_t in[1] = {1000};
     struct net n;
-    float *x = malloc(sizeof(float) * 1000), *y = malloc(sizeof(float) * 1000);
+    float *x = malloc(sizeof(float) * 1000);
     const kdcl_tensor *out;
     int zeros = 0;
     s[0].p = 0.3;
@@ -321,15 +327,29 @@ Test(nn, dropout_gradients_and_rate)
     cr_assert(zeros > 240 && zeros < 360, "%d of 1000 dropped", zeros);
     /* Eval mode passes the input through. */
     cr_assert_eq(kdcl__model_forward(n.m, n.x, 1, 0, &out), 0);
-    kdcl_tensor_read(out, y, 4000);
+    kdcl_tensor_read(out, x, 4000);
     for (int i = 0; i < 1000; i++)
-        cr_assert_eq(y[i], 1.0f);
+        cr_assert_eq(x[i], 1.0f);
     free(x);
-    free(y);
     net_free(&n);
 }
 
-Test(nn, batchnorm_gradients_2d_and_4d)
+Test(nn, dropout_gradients_and_rate)
+{
+    float *kernel = malloc(sizeof(float) * 1000);
+    float *host = malloc(sizeof(float) * 1000);
+    cr_assert_eq(setenv("KDCL_LAYERS", "kernel", 1), 0);
+    dropout_case(kernel);
+    cr_assert_eq(setenv("KDCL_LAYERS", "host", 1), 0);
+    dropout_case(host);
+    /* the same counter-based stream: the same elements drop */
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(kernel[i], host[i], "element %d", i);
+    free(kernel);
+    free(host);
+}
+
+static void bn_grads_case(void)
 {
     struct kdcl__layer_spec s1[] = {L(KDCL__L_BATCHNORM)};
     struct kdcl__layer_spec s2[] = {L(KDCL__L_BATCHNORM), L(KDCL__L_FLATTEN)};
@@ -343,7 +363,12 @@ Test(nn, batchnorm_gradients_2d_and_4d)
     net_free(&n);
 }
 
-Test(nn, batchnorm_running_stats_and_eval)
+Test(nn, batchnorm_gradients_2d_and_4d)
+{
+    FOR_EACH_LAYER_PATH(bn_grads_case());
+}
+
+static void bn_stats_case(void)
 {
     /* One training batch of x = [1, 3] per channel: mean 2, biased var 1,
        unbiased var 2; running: 0.9*0 + 0.1*2, 0.9*1 + 0.1*2. */
@@ -377,6 +402,11 @@ Test(nn, batchnorm_running_stats_and_eval)
     kdcl_tensor_read(y, out, sizeof out);
     cr_assert_float_eq(out[1], (3.0f - 0.2f) / sqrtf(1.1f + 1e-5f), 1e-5);
     net_free(&n);
+}
+
+Test(nn, batchnorm_running_stats_and_eval)
+{
+    FOR_EACH_LAYER_PATH(bn_stats_case());
 }
 
 static void conv_reference_case(int B)
