@@ -660,7 +660,7 @@ static void train_section(kdcl_context *ctx, kdcl_registry *reg, int reps,
 {
     /* The last: the main job's distillation step, LeNet-5 teaching
        LeNet-5-half with hinton at its config's T and alpha. */
-    static const char *const kd_sets[] = {"temperature=8", "alpha=0.5",
+    static const char *const kd_sets[] = {"temperature=2", "alpha=0.5",
                                           NULL};
     static const struct {
         const char *what;

@@ -282,6 +282,27 @@ int kdcl__host_gather(kdcl_context *ctx, const kdcl_tensor *data,
     return finish(ctx, buf, 4, "host_gather", t0);
 }
 
+int kdcl__host_argmax_correct(kdcl_context *ctx, const kdcl_tensor *logits,
+                              const kdcl_tensor *labels, kdcl_tensor *correct,
+                              size_t R, size_t C)
+{
+    struct kdcl__host_buf buf[3] = {
+        {logits, 0, NULL}, {labels, 0, NULL}, {correct, 1, NULL}};
+    int status = kdcl__host_map(ctx, buf, 3);
+    if (status)
+        return status;
+    for (size_t r = 0; r < R; r++) {
+        const float *z = buf[0].p + r * C;
+        size_t best = 0;
+        for (size_t c = 1; c < C; c++)
+            if (z[c] > z[best])
+                best = c; /* the first maximum on ties, as the kernel */
+        ((int32_t *)(void *)buf[2].p)[r] =
+            (int32_t)best == ((const int32_t *)(void *)buf[1].p)[r];
+    }
+    return kdcl__host_unmap(ctx, buf, 3, 1);
+}
+
 int kdcl__host_sgd(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
                    kdcl_tensor *v, size_t n, float lr, float mu, float wd,
                    int nesterov, int first)

@@ -127,6 +127,10 @@ int kdcl__host_gather(kdcl_context *ctx, const kdcl_tensor *data,
                       const kdcl_tensor *all_labels, const int32_t *idx,
                       kdcl_tensor *x, kdcl_tensor *labels, size_t R,
                       size_t D);
+/* correct[r] = (argmax of logits row r, the first on ties) == labels[r]. */
+int kdcl__host_argmax_correct(kdcl_context *ctx, const kdcl_tensor *logits,
+                              const kdcl_tensor *labels, kdcl_tensor *correct,
+                              size_t R, size_t C);
 int kdcl__host_sgd(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
                    kdcl_tensor *v, size_t n, float lr, float mu, float wd,
                    int nesterov, int first);

@@ -610,7 +610,10 @@ int kdcl__evaluate(kdcl_context *ctx, struct kdcl__model *m,
             status = gather(ctx, &b, data, idx);
         if (!status)
             status = kdcl__model_forward(m, b.x, B, 0, &logits);
-        if (!status) {
+        if (!status && kdcl__host_layers_wanted(ctx)) {
+            status = kdcl__host_argmax_correct(ctx, logits, b.y, b.correct,
+                                               (size_t)B, (size_t)classes);
+        } else if (!status) {
             struct kdcl_arg a[] = {KDCL_A_TENSOR(logits), KDCL_A_TENSOR(b.y),
                                    KDCL_A_TENSOR(b.correct),
                                    KDCL_A_I32((int32_t)B),

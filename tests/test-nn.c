@@ -577,6 +577,31 @@ Test(nn, host_gather_rows)
     kdcl_tensor_free(ty);
 }
 
+/* The host path's accuracy count: the first maximum on ties, as the
+   kernel's. */
+Test(nn, host_argmax_takes_the_first_maximum)
+{
+    kdcl_context *ctx = th_ctx();
+    int64_t zs[2] = {3, 3}, n3 = 3;
+    float z[9] = {1, 5, 5, /* tie: class 1 */ 2, 2, 2, /* class 0 */
+                  0, -1, 3};
+    int32_t y[3] = {1, 1, 2}, ok[3];
+    kdcl_tensor *tz, *ty, *tc;
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, zs, &tz), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_I32, 1, &n3, &ty), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_I32, 1, &n3, &tc), 0);
+    kdcl_tensor_write(tz, z, sizeof z);
+    kdcl_tensor_write(ty, y, sizeof y);
+    cr_assert_eq(kdcl__host_argmax_correct(ctx, tz, ty, tc, 3, 3), 0);
+    kdcl_tensor_read(tc, ok, sizeof ok);
+    cr_assert_eq(ok[0], 1);
+    cr_assert_eq(ok[1], 0);
+    cr_assert_eq(ok[2], 1);
+    kdcl_tensor_free(tz);
+    kdcl_tensor_free(ty);
+    kdcl_tensor_free(tc);
+}
+
 /* On a CPU device the host path reaches tensors in place; with
    KDCL_ZERO_COPY=0 (set before the test's context opens) it maps them
    instead.  The same layers must agree either way. */

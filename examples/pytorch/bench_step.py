@@ -3,7 +3,7 @@
 weight decay 5e-4) at batch 128 on random 1x28x28 inputs; median of N
 steps after 2 warm-up steps.  The last row is a distillation step as
 `kdcl distill` runs the main job's: a frozen LeNet-5 teacher's forward
-pass, then LeNet-5-half trained on hinton's loss (LOSSES.md, T = 8,
+pass, then LeNet-5-half trained on hinton's loss (LOSSES.md, T = 2,
 alpha = 0.5).
 
     python3 examples/pytorch/bench_step.py [THREADS] [N]
@@ -26,7 +26,7 @@ x = torch.randn(128, 1, 28, 28)
 y = torch.randint(0, 10, (128,))
 
 
-def hinton(s, t, labels, T=8.0, alpha=0.5):
+def hinton(s, t, labels, T=2.0, alpha=0.5):
     kd = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1),
                   reduction="batchmean") * T * T
     return alpha * F.cross_entropy(s, labels) + (1 - alpha) * kd
