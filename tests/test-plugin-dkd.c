@@ -397,6 +397,72 @@ Test(dkd, identical_logits_give_zero_kd)
     free_case(&k);
 }
 
+/* warmup: before any epoch end the DKD weights are scaled by 1/warmup,
+   which is the reference with those weights scaled. */
+Test(dkd, warmup_scales_the_weights_in_the_first_epoch)
+{
+    struct case_ k;
+    const char *sets[] = {"warmup=4", "temperature=3", "alpha=0.3"};
+    double *zt;
+    struct ref r;
+    make_case(&k, 5, 9, -6, 6, 51);
+    zt = malloc(sizeof(double) * 45);
+    th_to_double(k.zt, zt, 45);
+    r = (struct ref){5, 9, zt, k.y, 3.0, 1.0 / 4, 8.0 / 4, 0.3, 0};
+    compare(&k, &r, sets, 3);
+    free(zt);
+    free_case(&k);
+}
+
+/* ... and by min(e / warmup, 1) in epoch e, as epoch ends arrive. */
+Test(dkd, warmup_ramps_over_epochs)
+{
+    kdcl_context *ctx = th_ctx();
+    const struct kdcl_plugin *p = th_plugin("dkd");
+    struct case_ k;
+    kdcl_params *params;
+    kdcl_run *run;
+    kdcl_tensor *zs, *zt, *y;
+    int64_t shape[2] = {4, 7};
+    double base[4], loss, terms[4], want[] = {1.0 / 3, 2.0 / 3, 1, 1};
+    make_case(&k, 4, 7, -5, 5, 61);
+    /* ce and the full kd term, from a run without warm-up */
+    {
+        double l;
+        cr_assert_eq(run_case(&k, NULL, 0, &l, base), KDCL_OK);
+    }
+    cr_assert_eq(kdcl_params_init(ctx, p, &params), 0);
+    cr_assert_eq(kdcl_params_set_kv(params, "warmup=3"), 0);
+    cr_assert_eq(kdcl_run_init(ctx, p, params, &run), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, shape, &zs), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_F32, 2, shape, &zt), 0);
+    cr_assert_eq(kdcl_tensor_init(ctx, KDCL_DTYPE_I32, 1, shape, &y), 0);
+    kdcl_tensor_write(zs, k.zs, sizeof(float) * 28);
+    kdcl_tensor_write(zt, k.zt, sizeof(float) * 28);
+    kdcl_tensor_write(y, k.y, sizeof(int32_t) * 4);
+    cr_assert_eq(kdcl_run_set_input(run, "student.logits", zs), 0);
+    cr_assert_eq(kdcl_run_set_input(run, "teacher.logits", zt), 0);
+    cr_assert_eq(kdcl_run_set_input(run, "labels", y), 0);
+    for (int e = 0; e < 4; e++) {
+        cr_assert_eq(kdcl_run_forward(run), 0, "%s",
+                     kdcl_context_errmsg(ctx));
+        cr_assert_eq(kdcl_run_result(run, &loss, terms, 4), 0);
+        th_assert_close1(terms[1], want[e] * base[1], 1e-6, 1e-5,
+                         "kd term in epoch");
+        th_assert_close1(loss, 0.5 * base[0] + 0.5 * want[e] * base[1],
+                         1e-6, 1e-5, "loss in epoch");
+        /* steps end too; only epoch ends move the ramp */
+        cr_assert_eq(kdcl_run_event(run, KDCL_EVENT_STEP_END, 10 * e), 0);
+        cr_assert_eq(kdcl_run_event(run, KDCL_EVENT_EPOCH_END, e), 0);
+    }
+    kdcl_tensor_free(zs);
+    kdcl_tensor_free(zt);
+    kdcl_tensor_free(y);
+    kdcl_run_free(run);
+    kdcl_params_free(params);
+    free_case(&k);
+}
+
 Test(dkd, rejects_missing_labels)
 {
     struct case_ k;

@@ -6,7 +6,11 @@
  * TCKD the binary KL of [p_y, 1 - p_y] and NCKD the KL of the softmaxes
  * over the non-target classes, both at temperature T, times T^2, batchmean.
  * Labels are required (they pick the target class).  Forward and backward
- * are one fused pass over the logits (see dkd.cl).
+ * are one fused pass over the logits (see dkd.cl).  `warmup` (an addition
+ * to LOSSES.md, off by default) ramps the DKD term in over the first
+ * epochs as mdistiller's DKD does: its weights are multiplied by
+ * min(e / warmup, 1) in epoch e, counted from 1 (epoch ends arrive as
+ * KDCL_EVENT_EPOCH_END).
  */
 #include <kdcl/plugin.h>
 
@@ -16,7 +20,7 @@
 
 #include "dkd_cl.h"
 
-enum { P_TEMPERATURE, P_TCKD_WEIGHT, P_NCKD_WEIGHT, P_ALPHA };
+enum { P_TEMPERATURE, P_TCKD_WEIGHT, P_NCKD_WEIGHT, P_ALPHA, P_WARMUP };
 
 static const struct kdcl_param_desc params[] = {
     {"temperature", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_MIN_OPEN,
@@ -28,6 +32,9 @@ static const struct kdcl_param_desc params[] = {
     {"alpha", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN | KDCL_PARAM_HAS_MAX, "0.5",
      0.0, 1.0, NULL,
      "weight of the cross-entropy term; 1 - alpha weighs DKD"},
+    {"warmup", KDCL_PARAM_FLOAT, KDCL_PARAM_HAS_MIN, "0", 0.0, 0.0, NULL,
+     "epochs over which the DKD term ramps in, x min(epoch / warmup, 1) "
+     "(0: off; mdistiller uses 20)"},
 };
 
 static const struct kdcl_input_desc inputs[] = {
@@ -46,7 +53,8 @@ static const char *const kernel_names[N_KERNELS] = {"dkd_rows",
 
 struct state {
     const struct kdcl_host *h;
-    double t, tckd_w, nckd_w, alpha;
+    double t, tckd_w, nckd_w, alpha, warmup;
+    int64_t epochs_done; /* KDCL_EVENT_EPOCH_END so far */
     kdcl_kernel *k[N_KERNELS];
     size_t wg;
     kdcl_tensor *rows;
@@ -75,6 +83,7 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     s->tckd_w = h->param_f64(p, P_TCKD_WEIGHT);
     s->nckd_w = h->param_f64(p, P_NCKD_WEIGHT);
     s->alpha = h->param_f64(p, P_ALPHA);
+    s->warmup = h->param_f64(p, P_WARMUP);
     /* CPU devices run a work-group as a loop: fewer items, fewer barriers
        per row; GPUs want a full group per row. */
     status = kdcl_pu_build_wg(h, dkd_cl, NULL, N_KERNELS, kernel_names,
@@ -87,6 +96,21 @@ static int create(const struct kdcl_host *h, const kdcl_params *p,
     return KDCL_OK;
 }
 
+/* The warm-up factor of the current epoch (1 when off). */
+static double ramp(const struct state *s)
+{
+    const double f = (double)(s->epochs_done + 1) / s->warmup;
+    return s->warmup > 0 && f < 1 ? f : 1;
+}
+
+static int event(void *p, int ev, int64_t index)
+{
+    struct state *s = p;
+    if (ev == KDCL_EVENT_EPOCH_END)
+        s->epochs_done = index + 1;
+    return KDCL_OK;
+}
+
 static int forward(void *p, kdcl_io *io)
 {
     struct state *s = p;
@@ -94,6 +118,7 @@ static int forward(void *p, kdcl_io *io)
     const kdcl_tensor *zs, *zt, *y;
     kdcl_tensor *grad;
     int64_t B = 0, C = 0;
+    const double tw = s->tckd_w * ramp(s), nw = s->nckd_w * ramp(s);
     int status;
 
     if ((status = kdcl_pu_need(h, io, "student.logits", &zs))
@@ -119,8 +144,8 @@ static int forward(void *p, kdcl_io *io)
             KDCL_A_F32((float)(1.0 / s->t)),
             KDCL_A_F32((float)(s->alpha / (double)B)),
             KDCL_A_F32((float)((1.0 - s->alpha) * s->t / (double)B)),
-            KDCL_A_F32((float)s->tckd_w),
-            KDCL_A_F32((float)s->nckd_w),
+            KDCL_A_F32((float)tw),
+            KDCL_A_F32((float)nw),
             KDCL_A_I32(grad != NULL),
         };
         status = h->launch(h->ctx, s->k[K_ROWS], 1, &g, &l,
@@ -136,8 +161,8 @@ static int forward(void *p, kdcl_io *io)
             KDCL_A_I32((int32_t)B),
             KDCL_A_F32((float)(s->t * s->t)),
             KDCL_A_F32((float)s->alpha),
-            KDCL_A_F32((float)s->tckd_w),
-            KDCL_A_F32((float)s->nckd_w),
+            KDCL_A_F32((float)tw),
+            KDCL_A_F32((float)nw),
         };
         return h->launch(h->ctx, s->k[K_FINISH], 1, &g, &l,
                          sizeof args / sizeof args[0], args);
@@ -151,7 +176,7 @@ static const struct kdcl_plugin dkd = {
     .summary = "decoupled KD: alpha*CE + (1-alpha)*(w_t*TCKD + w_n*NCKD)",
     .citation = "survey eqs. 1.1.4-1.1.5 (CE + KD); Zhao, Cui, Song, Qiu, "
                 "Liang 2022, Decoupled Knowledge Distillation",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .params = params,
     .n_params = sizeof params / sizeof params[0],
     .param_desc_size = sizeof params[0],
@@ -163,6 +188,7 @@ static const struct kdcl_plugin dkd = {
     .create = create,
     .destroy = destroy,
     .forward = forward,
+    .event = event,
 };
 
 KDCL_PLUGIN_DEFINE(dkd, dkd)
