@@ -78,34 +78,39 @@ __kernel void nn_add(__global float *y, __global const float *x, const int n)
  * Convolution as one GEMM per image, y_b [OC, P] = W [OC, C*K*K] x col_b
  * [C*K*K, P] (P = OH*OW), so that outputs come out in NCHW with no
  * transpose.  im2col: col[b, q, oh*OW + ow] with q = (c*K + kh)*K + kw
- * holds x[b, c, oh*S - P + kh, ow*S - P + kw] (0 outside).  2-D range
- * (C*K*K, B): each item fills one contiguous row of P values (the index
- * arithmetic is done once per row, not per element).
+ * holds x[b, c, oh*S - P + kh, ow*S - P + kw] (0 outside).  3-D range
+ * (K, K, B) over (kw, kh, b): each item fills the C contiguous rows of P
+ * values of its kernel position, one channel after the other (no index
+ * is split with / and %: Oclgrind cannot run the `freeze` LLVM 15 emits
+ * for such pairs).
  */
 __kernel void nn_im2col(__global const float *x, __global float *col,
                         const int B, const int C, const int H, const int W,
                         const int K, const int S, const int P, const int OH,
                         const int OW)
 {
-    const int q = get_global_id(0), b = get_global_id(1);
+    const int kw = get_global_id(0), kh = get_global_id(1);
+    const int b = get_global_id(2);
     const int ckk = C * K * K;
-    if (q >= ckk || b >= B)
+    if (kw >= K || kh >= K || b >= B)
         return;
-    const int kw = q % K, kh = (q / K) % K, c = q / (K * K);
-    __global const float *xc = x + ((size_t)b * C + c) * H * W;
-    __global float *out = col + ((size_t)b * ckk + q) * OH * OW;
-    for (int oh = 0; oh < OH; oh++) {
-        const int ih = oh * S - P + kh;
-        __global float *o = out + oh * OW;
-        if (ih < 0 || ih >= H) {
-            for (int ow = 0; ow < OW; ow++)
-                o[ow] = 0.0f;
-            continue;
-        }
-        __global const float *xr = xc + ih * W;
-        for (int ow = 0; ow < OW; ow++) {
-            const int iw = ow * S - P + kw;
-            o[ow] = (iw >= 0 && iw < W) ? xr[iw] : 0.0f;
+    for (int c = 0; c < C; c++) {
+        const int q = (c * K + kh) * K + kw;
+        __global const float *xc = x + ((size_t)b * C + c) * H * W;
+        __global float *out = col + ((size_t)b * ckk + q) * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            const int ih = oh * S - P + kh;
+            __global float *o = out + oh * OW;
+            if (ih < 0 || ih >= H) {
+                for (int ow = 0; ow < OW; ow++)
+                    o[ow] = 0.0f;
+                continue;
+            }
+            __global const float *xr = xc + ih * W;
+            for (int ow = 0; ow < OW; ow++) {
+                const int iw = ow * S - P + kw;
+                o[ow] = (iw >= 0 && iw < W) ? xr[iw] : 0.0f;
+            }
         }
     }
 }
@@ -238,42 +243,47 @@ __kernel void nn_avgpool_fwd(__global const float *x, __global float *y,
                              const int K, const int S, const int OH,
                              const int OW)
 {
-    const int i = get_global_id(0);
-    if (i >= BC * OH * OW)
+    /* 3-D range (OW, OH, BC) */
+    const int ow = get_global_id(0), oh = get_global_id(1);
+    const int plane = get_global_id(2);
+    if (ow >= OW || oh >= OH || plane >= BC)
         return;
-    const int ow = i % OW, oh = (i / OW) % OH;
-    const int plane = i / (OW * OH);
-    __global const float *xp = x + plane * H * W;
+    __global const float *xp = x + (size_t)plane * H * W;
     float s = 0.0f;
     for (int kh = 0; kh < K; kh++)
         for (int kw = 0; kw < K; kw++)
             s += xp[(oh * S + kh) * W + ow * S + kw];
-    y[i] = s / (float)(K * K);
+    y[((size_t)plane * OH + oh) * OW + ow] = s / (float)(K * K);
 }
 
+/* The windows o (rows or columns) that cover input position i: [*lo,
+   *hi); one division each, no remainder (see nn_im2col). */
+void nn_avgpool_cover(int i, int K, int S, int O, int *lo, int *hi)
+{
+    *lo = i >= K ? (i - K) / S + 1 : 0;
+    *hi = i / S + 1;
+    if (*hi > O)
+        *hi = O;
+}
+
+/* 3-D range (W, H, BC): each input pixel sums the windows that cover it. */
 __kernel void nn_avgpool_bwd(__global const float *gy, __global float *gx,
                              const int BC, const int H, const int W,
                              const int K, const int S, const int OH,
                              const int OW)
 {
-    const int i = get_global_id(0);
-    if (i >= BC * H * W)
+    const int iw = get_global_id(0), ih = get_global_id(1);
+    const int plane = get_global_id(2);
+    if (iw >= W || ih >= H || plane >= BC)
         return;
-    const int iw = i % W, ih = (i / W) % H;
-    const int plane = i / (W * H);
+    int oh0, oh1, ow0, ow1;
+    nn_avgpool_cover(ih, K, S, OH, &oh0, &oh1);
+    nn_avgpool_cover(iw, K, S, OW, &ow0, &ow1);
     float s = 0.0f;
-    for (int kh = 0; kh < K; kh++) {
-        const int th = ih - kh;
-        if (th < 0 || th % S || th / S >= OH)
-            continue;
-        for (int kw = 0; kw < K; kw++) {
-            const int tw = iw - kw;
-            if (tw < 0 || tw % S || tw / S >= OW)
-                continue;
-            s += gy[(plane * OH + th / S) * OW + tw / S];
-        }
-    }
-    gx[i] = s / (float)(K * K);
+    for (int oh = oh0; oh < oh1; oh++)
+        for (int ow = ow0; ow < ow1; ow++)
+            s += gy[((size_t)plane * OH + oh) * OW + ow];
+    gx[((size_t)plane * H + ih) * W + iw] = s / (float)(K * K);
 }
 
 /* Global average pool: y[bc] = mean of the plane (one item per plane). */
@@ -336,6 +346,29 @@ __kernel void nn_mul(__global const float *a, __global const float *b,
  * (unbiased variance).  Two passes (mean, then centred squares) for
  * accuracy.
  */
+/* The walk of work-item lid over the B*HW values (b, p) of a channel,
+   wg at a time: where it starts, and its steps in b and p, each found
+   once, so that no loop splits an index with / and % (Oclgrind cannot run
+   the `freeze` LLVM 15 emits for such pairs). */
+void nn_bn_walk(int lid, int wg, int HW, int *b, int *p, int *db, int *dp)
+{
+    *b = lid / HW;
+    *p = lid - *b * HW;
+    *db = wg / HW;
+    *dp = wg - *db * HW;
+}
+
+/* The next (b, p) of the walk. */
+void nn_bn_step(int HW, int db, int dp, int *b, int *p)
+{
+    *b += db;
+    *p += dp;
+    if (*p >= HW) {
+        *p -= HW;
+        *b += 1;
+    }
+}
+
 __kernel void nn_bn_stats(__global const float *x, __global float *stats,
                           __global float *run_mean, __global float *run_var,
                           const int B, const int C, const int HW,
@@ -345,15 +378,14 @@ __kernel void nn_bn_stats(__global const float *x, __global float *stats,
     const int c = get_group_id(0);
     const int lid = get_local_id(0), wg = get_local_size(0);
     const int n = B * HW;
+    int b0, p0, db, dp, b, p;
+    nn_bn_walk(lid, wg, HW, &b0, &p0, &db, &dp);
     float s = 0.0f;
-    for (int j = lid; j < n; j += wg) {
-        const int b = j / HW, p = j % HW;
+    for (b = b0, p = p0; b < B; nn_bn_step(HW, db, dp, &b, &p))
         s += x[((size_t)b * C + c) * HW + p];
-    }
     const float mean = kdcl_wg_sum(s, scratch) / (float)n;
     float q = 0.0f;
-    for (int j = lid; j < n; j += wg) {
-        const int b = j / HW, p = j % HW;
+    for (b = b0, p = p0; b < B; nn_bn_step(HW, db, dp, &b, &p)) {
         const float d = x[((size_t)b * C + c) * HW + p] - mean;
         q += d * d;
     }
@@ -382,17 +414,18 @@ __kernel void nn_bn_eval_stats(__global float *stats,
     }
 }
 
-/* y = (x - mean) * invstd * gamma + beta. */
+/* y = (x - mean) * invstd * gamma + beta; 3-D range (HW, C, B). */
 __kernel void nn_bn_apply(__global const float *x, __global float *y,
                           __global const float *stats,
                           __global const float *gamma,
-                          __global const float *beta, const int C,
-                          const int HW, const int n)
+                          __global const float *beta, const int B,
+                          const int C, const int HW)
 {
-    const int i = get_global_id(0);
-    if (i >= n)
+    const int p = get_global_id(0), c = get_global_id(1);
+    const int b = get_global_id(2);
+    if (p >= HW || c >= C || b >= B)
         return;
-    const int c = (i / HW) % C;
+    const size_t i = ((size_t)b * C + c) * HW + p;
     y[i] = (x[i] - stats[2 * c]) * stats[2 * c + 1] * gamma[c] + beta[c];
 }
 
@@ -407,11 +440,12 @@ __kernel void nn_bn_bwd_reduce(__global const float *x,
 {
     const int c = get_group_id(0);
     const int lid = get_local_id(0), wg = get_local_size(0);
-    const int n = B * HW;
     const float mean = stats[2 * c], inv = stats[2 * c + 1];
     float sg = 0.0f, sgx = 0.0f;
-    for (int j = lid; j < n; j += wg) {
-        const size_t o = ((size_t)(j / HW) * C + c) * HW + j % HW;
+    int b, p, db, dp;
+    nn_bn_walk(lid, wg, HW, &b, &p, &db, &dp);
+    for (; b < B; nn_bn_step(HW, db, dp, &b, &p)) {
+        const size_t o = ((size_t)b * C + c) * HW + p;
         sg += gy[o];
         sgx += gy[o] * (x[o] - mean) * inv;
     }
@@ -423,20 +457,23 @@ __kernel void nn_bn_bwd_reduce(__global const float *x,
     }
 }
 
-/* gx = gamma * invstd / n * (n gy - dbeta - xhat * dgamma). */
+/* gx = gamma * invstd / n * (n gy - dbeta - xhat * dgamma); 3-D range
+   (HW, C, B). */
 __kernel void nn_bn_bwd_apply(__global const float *x,
                               __global const float *gy,
                               __global const float *stats,
                               __global const float *gamma,
                               __global const float *dgamma,
                               __global const float *dbeta,
-                              __global float *gx, const int C, const int HW,
-                              const int n_per_c, const int total)
+                              __global float *gx, const int B, const int C,
+                              const int HW)
 {
-    const int i = get_global_id(0);
-    if (i >= total)
+    const int p = get_global_id(0), c = get_global_id(1);
+    const int b = get_global_id(2);
+    if (p >= HW || c >= C || b >= B)
         return;
-    const int c = (i / HW) % C;
+    const int n_per_c = B * HW;
+    const size_t i = ((size_t)b * C + c) * HW + p;
     const float inv = stats[2 * c + 1];
     const float xhat = (x[i] - stats[2 * c]) * inv;
     gx[i] = gamma[c] * inv / (float)n_per_c

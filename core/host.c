@@ -4,11 +4,12 @@
  * faster than CLBlast's OpenCL kernels there (docs/performance.md), so
  * GEMM and the GEMM-bound layers (Conv2d as im2col + GEMM per image,
  * Linear with its bias) run on the host: the queue is drained, the
- * buffers are mapped (zero-copy on CPU drivers), the work runs on the host
- * threads, and the maps are released in queue order.  A layer maps its
+ * buffers' data is reached in place (tensors in host memory the driver
+ * computes in: core/tensor.c) or else mapped, the work runs on the host
+ * threads, and any maps are released in queue order.  A layer reaches its
  * buffers once for all its work (forward: product and bias; backward: the
- * weight, bias and input gradients), where kernels + GEMM would drain the
- * queue once per product and launch the rest as kernels.
+ * weight, bias and input gradients).  The rest of a training step joins
+ * it on this path (core/host_ops.c).
  *
  * BLIS where the build found it (threads from OpenMP: a batch of small
  * products is spread over the threads, each single-threaded), else

@@ -552,7 +552,7 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
         return status;
     case KDCL__L_CONV2D: {
         int64_t P = l->oh * l->ow, ckk = l->ic * s->kernel * s->kernel;
-        size_t g[2] = {(size_t)ckk, (size_t)B};
+        size_t g[3] = {(size_t)s->kernel, (size_t)s->kernel, (size_t)B};
         if (l->host) {
             struct kdcl__conv_geom cg = conv_geom(l, B);
             return kdcl__host_conv_forward(ctx, &cg, x, l->w, l->b, l->out);
@@ -562,7 +562,7 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
                                I(s->padding), I(l->oh), I(l->ow)};
         struct kdcl_arg ab[] = {T(l->out), T(l->b), I(l->oc), I(P),
                                 I(B * l->oc)};
-        status = kdcl__nn_launch3(ctx, KDCL__NN_IM2COL, 2, g, 11, a);
+        status = kdcl__nn_launch3(ctx, KDCL__NN_IM2COL, 3, g, 11, a);
         /* y_b [OC, P] = W [OC, CKK] col_b [CKK, P], for every image. */
         if (!status)
             status = kdcl_gemm_batched(
@@ -592,9 +592,14 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
             struct kdcl__conv_geom pg = conv_geom(l, B);
             return kdcl__host_avgpool_forward(ctx, &pg, x, l->out);
         }
-        return RUN(ctx, KDCL__NN_AVGPOOL_FWD, nout, T(x), T(l->out), I(B * l->ic),
-                   I(l->ih), I(l->iw), I(s->kernel), I(s->stride), I(l->oh),
-                   I(l->ow));
+        {
+            size_t g[3] = {(size_t)l->ow, (size_t)l->oh, (size_t)(B * l->ic)};
+            struct kdcl_arg a[] = {T(x),         T(l->out),      I(B * l->ic),
+                                   I(l->ih),     I(l->iw),       I(s->kernel),
+                                   I(s->stride), I(l->oh),       I(l->ow)};
+            return kdcl__nn_launch3(ctx, KDCL__NN_AVGPOOL_FWD, 3, g,
+                                    sizeof a / sizeof a[0], a);
+        }
     case KDCL__L_GAP:
         if (l->host)
             return kdcl__host_gap_forward(ctx, x, l->out, (size_t)(B * l->ic),
@@ -641,9 +646,13 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
             status = RUN(ctx, KDCL__NN_BN_EVAL_STATS, (size_t)l->ic, T(l->aux),
                          T(l->rmean), T(l->rvar), I(l->ic), F(s->eps));
         }
-        if (!status)
-            status = RUN(ctx, KDCL__NN_BN_APPLY, nout, T(x), T(l->out), T(l->aux),
-                         T(l->w), T(l->b), I(l->ic), I(hw), I(nout));
+        if (!status) {
+            size_t g[3] = {(size_t)hw, (size_t)l->ic, (size_t)B};
+            struct kdcl_arg a[] = {T(x),    T(l->out), T(l->aux), T(l->w),
+                                   T(l->b), I(B),      I(l->ic),  I(hw)};
+            status = kdcl__nn_launch3(ctx, KDCL__NN_BN_APPLY, 3, g,
+                                      sizeof a / sizeof a[0], a);
+        }
         return status;
     }
     default:
@@ -732,9 +741,14 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
             struct kdcl__conv_geom pg = conv_geom(l, B);
             return kdcl__host_avgpool_backward(ctx, &pg, gy, l->gin);
         }
-        return RUN(ctx, KDCL__NN_AVGPOOL_BWD, nin, T(gy), T(l->gin), I(B * l->ic),
-                   I(l->ih), I(l->iw), I(s->kernel), I(s->stride), I(l->oh),
-                   I(l->ow));
+        {
+            size_t g[3] = {(size_t)l->iw, (size_t)l->ih, (size_t)(B * l->ic)};
+            struct kdcl_arg a[] = {T(gy),        T(l->gin),      I(B * l->ic),
+                                   I(l->ih),     I(l->iw),       I(s->kernel),
+                                   I(s->stride), I(l->oh),       I(l->ow)};
+            return kdcl__nn_launch3(ctx, KDCL__NN_AVGPOOL_BWD, 3, g,
+                                    sizeof a / sizeof a[0], a);
+        }
     case KDCL__L_GAP:
         if (l->host)
             return kdcl__host_gap_backward(ctx, gy, l->gin,
@@ -763,10 +777,14 @@ static int layer_backward(struct kdcl__model *m, struct kdcl__layer *l,
                                KDCL_A_LOCAL(wg * sizeof(float))};
         status = kdcl__nn_launch_groups(ctx, KDCL__NN_BN_BWD_REDUCE, (size_t)l->ic, wg,
                             sizeof a / sizeof a[0], a);
-        if (!status)
-            status = RUN(ctx, KDCL__NN_BN_BWD_APPLY, nin, T(l->in), T(gy),
-                         T(l->aux), T(l->w), T(l->gw), T(l->gb), T(l->gin),
-                         I(l->ic), I(hw), I(B * hw), I(nin));
+        if (!status) {
+            size_t g[3] = {(size_t)hw, (size_t)l->ic, (size_t)B};
+            struct kdcl_arg ab[] = {T(l->in), T(gy),   T(l->aux), T(l->w),
+                                    T(l->gw), T(l->gb), T(l->gin), I(B),
+                                    I(l->ic), I(hw)};
+            status = kdcl__nn_launch3(ctx, KDCL__NN_BN_BWD_APPLY, 3, g,
+                                      sizeof ab / sizeof ab[0], ab);
+        }
         return status;
     }
     default:

@@ -66,9 +66,10 @@ struct kdcl__conv_geom {
     int64_t b, c, h, w, oc, k, s, p, oh, ow;
 };
 
-/* Whether Conv2d and Linear run on the host path (core/host.c): on CPU
-   devices with a host BLAS, unless KDCL_LAYERS=kernel or checker mode;
-   KDCL_LAYERS=host forces it. */
+/* Whether the training engine's layers, loss, gather and optimizer run on
+   the host path (core/host.c, core/host_ops.c): on CPU devices with a
+   host BLAS, unless KDCL_LAYERS=kernel or checker mode; KDCL_LAYERS=host
+   forces it. */
 bool kdcl__host_layers_wanted(const kdcl_context *ctx);
 /* y [b, oc, oh, ow] = conv(x [b, c, h, w], w [oc, c, k, k]) + bias [oc]. */
 int kdcl__host_conv_forward(kdcl_context *ctx,

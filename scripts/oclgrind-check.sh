@@ -16,7 +16,7 @@ log=build/oclgrind.log
 export KDCL_TEST_SMALL=1 KDCL_TEST_CHECKING=1 KDCL_CACHE=0 KDCL_CHECKER=1
 export KDCL_GEMM=host
 fail=0
-for t in build/tests/test-launch build/tests/test-tensor \
+for t in build/tests/test-launch build/tests/test-tensor build/tests/test-nn \
          build/tests/test-plugin-*; do
   case "$t" in *plugin-load) continue ;; esac
   case "$t" in *.p) continue ;; esac

@@ -288,6 +288,26 @@ Test(nn, maxpool_ties_go_to_the_first)
     FOR_EACH_LAYER_PATH(maxpool_ties_case(3, 1));
 }
 
+/* Average pooling with overlapping windows (3 at stride 2) and with gaps
+   between them (2 at stride 3). */
+static void avgpool_grads_case(int k, int stride)
+{
+    struct kdcl__layer_spec s[] = {L(KDCL__L_AVGPOOL), L(KDCL__L_FLATTEN)};
+    int64_t in[3] = {2, 7, 8};
+    struct net n;
+    s[0].kernel = k;
+    s[0].stride = stride;
+    net_init(&n, s, 2, 3, in, 2);
+    check_grads(&n, -1, 1, 1e-2, 2e-3);
+    net_free(&n);
+}
+
+Test(nn, avgpool_overlaps_and_gaps_gradients)
+{
+    FOR_EACH_LAYER_PATH(avgpool_grads_case(3, 2));
+    FOR_EACH_LAYER_PATH(avgpool_grads_case(2, 3));
+}
+
 static void gap_grads_case(void)
 {
     struct kdcl__layer_spec s[] = {L(KDCL__L_GAP)};
