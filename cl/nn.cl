@@ -78,39 +78,37 @@ __kernel void nn_add(__global float *y, __global const float *x, const int n)
  * Convolution as one GEMM per image, y_b [OC, P] = W [OC, C*K*K] x col_b
  * [C*K*K, P] (P = OH*OW), so that outputs come out in NCHW with no
  * transpose.  im2col: col[b, q, oh*OW + ow] with q = (c*K + kh)*K + kw
- * holds x[b, c, oh*S - P + kh, ow*S - P + kw] (0 outside).  3-D range
- * (K, K, B) over (kw, kh, b): each item fills the C contiguous rows of P
- * values of its kernel position, one channel after the other (no index
- * is split with / and %: Oclgrind cannot run the `freeze` LLVM 15 emits
- * for such pairs).
+ * holds x[b, c, oh*S - P + kh, ow*S - P + kw] (0 outside).  2-D range
+ * (C*K*K, B): each item fills one contiguous row of P values (the index
+ * arithmetic is done once per row, not per element).  The row's (c, kh,
+ * kw) come from divisions and multiply-subtracts, not from paired / and %:
+ * LLVM 15 compiles such pairs to `freeze`, which Oclgrind cannot run.
  */
 __kernel void nn_im2col(__global const float *x, __global float *col,
                         const int B, const int C, const int H, const int W,
                         const int K, const int S, const int P, const int OH,
                         const int OW)
 {
-    const int kw = get_global_id(0), kh = get_global_id(1);
-    const int b = get_global_id(2);
+    const int q = get_global_id(0), b = get_global_id(1);
     const int ckk = C * K * K;
-    if (kw >= K || kh >= K || b >= B)
+    if (q >= ckk || b >= B)
         return;
-    for (int c = 0; c < C; c++) {
-        const int q = (c * K + kh) * K + kw;
-        __global const float *xc = x + ((size_t)b * C + c) * H * W;
-        __global float *out = col + ((size_t)b * ckk + q) * OH * OW;
-        for (int oh = 0; oh < OH; oh++) {
-            const int ih = oh * S - P + kh;
-            __global float *o = out + oh * OW;
-            if (ih < 0 || ih >= H) {
-                for (int ow = 0; ow < OW; ow++)
-                    o[ow] = 0.0f;
-                continue;
-            }
-            __global const float *xr = xc + ih * W;
-            for (int ow = 0; ow < OW; ow++) {
-                const int iw = ow * S - P + kw;
-                o[ow] = (iw >= 0 && iw < W) ? xr[iw] : 0.0f;
-            }
+    const int c = q / (K * K), r = q - c * K * K;
+    const int kh = r / K, kw = r - kh * K;
+    __global const float *xc = x + ((size_t)b * C + c) * H * W;
+    __global float *out = col + ((size_t)b * ckk + q) * OH * OW;
+    for (int oh = 0; oh < OH; oh++) {
+        const int ih = oh * S - P + kh;
+        __global float *o = out + oh * OW;
+        if (ih < 0 || ih >= H) {
+            for (int ow = 0; ow < OW; ow++)
+                o[ow] = 0.0f;
+            continue;
+        }
+        __global const float *xr = xc + ih * W;
+        for (int ow = 0; ow < OW; ow++) {
+            const int iw = ow * S - P + kw;
+            o[ow] = (iw >= 0 && iw < W) ? xr[iw] : 0.0f;
         }
     }
 }

@@ -552,7 +552,7 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
         return status;
     case KDCL__L_CONV2D: {
         int64_t P = l->oh * l->ow, ckk = l->ic * s->kernel * s->kernel;
-        size_t g[3] = {(size_t)s->kernel, (size_t)s->kernel, (size_t)B};
+        size_t g[2] = {(size_t)ckk, (size_t)B};
         if (l->host) {
             struct kdcl__conv_geom cg = conv_geom(l, B);
             return kdcl__host_conv_forward(ctx, &cg, x, l->w, l->b, l->out);
@@ -562,7 +562,7 @@ static int layer_forward(struct kdcl__model *m, struct kdcl__layer *l,
                                I(s->padding), I(l->oh), I(l->ow)};
         struct kdcl_arg ab[] = {T(l->out), T(l->b), I(l->oc), I(P),
                                 I(B * l->oc)};
-        status = kdcl__nn_launch3(ctx, KDCL__NN_IM2COL, 3, g, 11, a);
+        status = kdcl__nn_launch3(ctx, KDCL__NN_IM2COL, 2, g, 11, a);
         /* y_b [OC, P] = W [OC, CKK] col_b [CKK, P], for every image. */
         if (!status)
             status = kdcl_gemm_batched(
