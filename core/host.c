@@ -456,6 +456,23 @@ static int layer_end(kdcl_context *ctx, struct kdcl__host_buf *buf, int n,
     return kdcl__host_unmap(ctx, buf, n, 1);
 }
 
+/* The sum of v[0 .. n) in eight interleaved partial sums, then those in
+   order: a fixed order, and one the compiler vectorises (a single running
+   sum is a chain of dependent scalar adds). */
+static float sum8(const float *restrict v, size_t n)
+{
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0f;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            part[j] += v[i + j];
+    for (int j = 0; j < 8; j++)
+        s += part[j];
+    for (; i < n; i++)
+        s += v[i];
+    return s;
+}
+
 static size_t geom_ckk(const struct kdcl__conv_geom *g)
 {
     return (size_t)(g->c * g->k * g->k);
@@ -584,12 +601,8 @@ int kdcl__host_conv_backward(kdcl_context *ctx,
             /* dW += gyg [OC, n*P] col^T [n*P, CKK]; db += row sums */
             host_sgemm(0, 1, c.oc, c.ckk, ld, 1.0f, gyg, ld, col, ld, 1.0f,
                        dw, c.ckk, nt > 1);
-            for (size_t o = 0; o < c.oc; o++) {
-                float s = 0.0f;
-                for (size_t p = 0; p < ld; p++)
-                    s += gyg[o * ld + p];
-                db[o] += s;
-            }
+            for (size_t o = 0; o < c.oc; o++)
+                db[o] += sum8(gyg + o * ld, ld);
             if (gx) {
                 /* dcol [CKK, n*P] = W^T gyg, folded back into the images */
                 host_sgemm(1, 0, c.ckk, ld, c.oc, 1.0f, buf[1].p, c.ckk, gyg,
