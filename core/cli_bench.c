@@ -471,29 +471,18 @@ struct kd_step {
 };
 
 /* The loss of a distillation step, as kdcl distill runs it: the
-   teacher's forward pass, then the plugin's forward and backward, which
-   write the gradient of the student's logits into dl. */
-static int kd_loss(struct kd_step *kd, const kdcl_tensor *x,
-                   const kdcl_tensor *y, const kdcl_tensor *logits,
-                   kdcl_tensor *dl, int64_t B)
+   teacher's forward pass, then the plugin's (kdcl__kd_loss), which writes
+   the gradient of the student's logits into dl. */
+static int kd_loss(struct kd_step *kd, struct kdcl__model *student,
+                   const kdcl_tensor *x, const kdcl_tensor *y,
+                   const kdcl_tensor *logits, kdcl_tensor *dl, int64_t B)
 {
     const kdcl_tensor *tlog;
     double loss;
     int status = kdcl__model_forward(kd->teacher, x, B, 0, &tlog);
     if (!status)
-        status = kdcl_run_set_input(kd->run, "student.logits", logits);
-    if (!status)
-        status = kdcl_run_set_grad(kd->run, "student.logits", dl);
-    if (!status)
-        status = kdcl_run_set_input(kd->run, "teacher.logits", tlog);
-    if (!status)
-        status = kdcl_run_set_input(kd->run, "labels", y);
-    if (!status)
-        status = kdcl_run_forward(kd->run);
-    if (!status)
-        status = kdcl_run_backward(kd->run);
-    if (!status)
-        status = kdcl_run_result(kd->run, &loss, NULL, 0);
+        status = kdcl__kd_loss(kd->run, student, kd->teacher, logits, tlog,
+                               y, dl, &loss);
     return status;
 }
 
@@ -509,7 +498,7 @@ static int train_step(kdcl_context *ctx, struct kdcl__model *m,
     kdcl_tensor *val, *grad;
     int status = kdcl__model_forward(m, x, B, 1, &logits);
     if (!status)
-        status = kd ? kd_loss(kd, x, y, logits, dl, B)
+        status = kd ? kd_loss(kd, m, x, y, logits, dl, B)
                     : kdcl__ce_rows(ctx, logits, y, dl, rows, B, 10);
     if (!status)
         status = kdcl__model_backward(m, dl);

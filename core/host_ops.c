@@ -26,6 +26,16 @@ static int elem_threads(size_t n)
     return kdcl__host_threads(n / SERIAL_MAX + 1);
 }
 
+/* An operation reaches its tensors and starts its clock ... */
+static int start(kdcl_context *ctx, struct kdcl__host_buf *buf, int n,
+                 uint64_t *t0)
+{
+    int status = kdcl__host_map(ctx, buf, n);
+    *t0 = kdcl__host_now_ns();
+    return status;
+}
+
+/* ... and ends with its profile record and the unmaps. */
 static int finish(kdcl_context *ctx, struct kdcl__host_buf *buf, int n,
                   const char *name, uint64_t t0)
 {
@@ -40,10 +50,9 @@ int kdcl__host_relu_forward(kdcl_context *ctx, const kdcl_tensor *x,
     struct kdcl__host_buf buf[2] = {{x, 0, NULL}, {y, 1, NULL}};
     const int nt = elem_threads(n);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 2);
+    int status = start(ctx, buf, 2, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         const float *restrict in = buf[0].p;
@@ -62,10 +71,9 @@ int kdcl__host_relu_backward(kdcl_context *ctx, const kdcl_tensor *y,
         {y, 0, NULL}, {gy, 0, NULL}, {gx, 1, NULL}};
     const int nt = elem_threads(n);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 3);
+    int status = start(ctx, buf, 3, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         const float *restrict out = buf[0].p, *restrict g = buf[1].p;
@@ -164,10 +172,9 @@ int kdcl__host_maxpool_forward(kdcl_context *ctx,
                  out = (size_t)(g->oh * g->ow);
     const int nt = elem_threads(np * in);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 3);
+    int status = start(ctx, buf, 3, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         size_t i, hi;
@@ -189,10 +196,9 @@ int kdcl__host_maxpool_backward(kdcl_context *ctx,
                  out = (size_t)(g->oh * g->ow);
     const int nt = elem_threads(np * in);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 3);
+    int status = start(ctx, buf, 3, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         size_t i, hi;
@@ -233,10 +239,9 @@ int kdcl__host_ce_rows(kdcl_context *ctx, const kdcl_tensor *logits,
                                     {grad, 1, NULL},
                                     {rows, 1, NULL}};
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 4);
+    int status = start(ctx, buf, 4, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t r = 0; r < R; r++) {
         const float *z = buf[0].p + r * C;
         const int32_t y = ((const int32_t *)(void *)buf[1].p)[r];
@@ -269,10 +274,9 @@ int kdcl__host_gather(kdcl_context *ctx, const kdcl_tensor *data,
                                     {x, 1, NULL},
                                     {labels, 1, NULL}};
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 4);
+    int status = start(ctx, buf, 4, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t r = 0; r < R; r++) {
         memcpy(buf[2].p + r * D, buf[0].p + (size_t)idx[r] * D,
                sizeof(float) * D);
@@ -310,10 +314,9 @@ int kdcl__host_sgd(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
     struct kdcl__host_buf buf[3] = {{w, 1, NULL}, {g, 0, NULL}, {v, 1, NULL}};
     const int nt = elem_threads(n);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 3);
+    int status = start(ctx, buf, 3, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         float *wp = buf[0].p, *vp = buf[2].p;
@@ -345,10 +348,9 @@ int kdcl__host_adam(kdcl_context *ctx, kdcl_tensor *w, const kdcl_tensor *g,
         {w, 1, NULL}, {g, 0, NULL}, {m, 1, NULL}, {v, 1, NULL}};
     const int nt = elem_threads(n);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 4);
+    int status = start(ctx, buf, 4, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         float *wp = buf[0].p, *mp = buf[2].p, *vp = buf[3].p;
@@ -380,10 +382,9 @@ int kdcl__host_avgpool_forward(kdcl_context *ctx,
     const int nt = elem_threads(np * in);
     const float inv = 1.0f / (float)(g->k * g->k);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 2);
+    int status = start(ctx, buf, 2, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         size_t i, hi;
@@ -414,10 +415,9 @@ int kdcl__host_avgpool_backward(kdcl_context *ctx,
     const int nt = elem_threads(np * in);
     const float inv = 1.0f / (float)(g->k * g->k);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 2);
+    int status = start(ctx, buf, 2, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     KDCL_PARALLEL_NT
     {
         size_t i, hi;
@@ -442,10 +442,9 @@ int kdcl__host_gap_forward(kdcl_context *ctx, const kdcl_tensor *x,
 {
     struct kdcl__host_buf buf[2] = {{x, 0, NULL}, {y, 1, NULL}};
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 2);
+    int status = start(ctx, buf, 2, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t i = 0; i < planes_; i++) {
         float s = 0.0f;
         for (size_t p = 0; p < hw; p++)
@@ -460,10 +459,9 @@ int kdcl__host_gap_backward(kdcl_context *ctx, const kdcl_tensor *gy,
 {
     struct kdcl__host_buf buf[2] = {{gy, 0, NULL}, {gx, 1, NULL}};
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 2);
+    int status = start(ctx, buf, 2, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t i = 0; i < planes_; i++) {
         const float d = buf[0].p[i] / (float)hw;
         for (size_t p = 0; p < hw; p++)
@@ -492,10 +490,9 @@ int kdcl__host_dropout_forward(kdcl_context *ctx, const kdcl_tensor *x,
         {x, 0, NULL}, {y, 1, NULL}, {mask, 1, NULL}};
     const float keep = 1.0f / (1.0f - p);
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 3);
+    int status = start(ctx, buf, 3, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t i = 0; i < n; i++) {
         const float m = uniform(seed, step, i) < p ? 0.0f : keep;
         buf[2].p[i] = m;
@@ -509,10 +506,9 @@ int kdcl__host_mul(kdcl_context *ctx, const kdcl_tensor *a,
 {
     struct kdcl__host_buf buf[3] = {{a, 0, NULL}, {b, 0, NULL}, {y, 1, NULL}};
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 3);
+    int status = start(ctx, buf, 3, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t i = 0; i < n; i++)
         buf[2].p[i] = buf[0].p[i] * buf[1].p[i];
     return finish(ctx, buf, 3, "host_mul", t0);
@@ -523,10 +519,9 @@ int kdcl__host_add(kdcl_context *ctx, kdcl_tensor *y, const kdcl_tensor *x,
 {
     struct kdcl__host_buf buf[2] = {{y, 1, NULL}, {x, 0, NULL}};
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 2);
+    int status = start(ctx, buf, 2, &t0);
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t i = 0; i < n; i++)
         buf[0].p[i] += buf[1].p[i];
     return finish(ctx, buf, 2, "host_add", t0);
@@ -549,11 +544,10 @@ int kdcl__host_batchnorm_forward(kdcl_context *ctx,
         {beta, 0, NULL}};
     const size_t B = g->b, C = g->c, HW = g->hw, n = B * HW;
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 7);
+    int status = start(ctx, buf, 7, &t0);
     float *st = buf[2].p, *rm = buf[3].p, *rv = buf[4].p;
     if (status)
         return status;
-    t0 = kdcl__host_now_ns();
     for (size_t c = 0; c < C; c++) {
         if (train) {
             double s = 0, q = 0, mean, var;
@@ -608,12 +602,11 @@ int kdcl__host_batchnorm_backward(kdcl_context *ctx,
         {gx, 1, NULL}};
     const size_t B = g->b, C = g->c, HW = g->hw, n = B * HW;
     uint64_t t0;
-    int status = kdcl__host_map(ctx, buf, 7);
+    int status = start(ctx, buf, 7, &t0);
     const float *st;
     if (status)
         return status;
     st = buf[2].p;
-    t0 = kdcl__host_now_ns();
     for (size_t c = 0; c < C; c++) {
         double sg = 0, sgx = 0;
         for (size_t b = 0; b < B; b++)

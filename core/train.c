@@ -635,21 +635,21 @@ int kdcl__evaluate(kdcl_context *ctx, struct kdcl__model *m,
 }
 
 /* Bind the distillation inputs of one step to the plugin run. */
-static int bind_kd(struct kdcl__fit *f, const kdcl_tensor *slog,
-                   const kdcl_tensor *tlog, struct batch *b)
+static int bind_kd(kdcl_run *r, struct kdcl__model *student,
+                   const struct kdcl__model *teacher,
+                   const kdcl_tensor *slog, const kdcl_tensor *tlog,
+                   const kdcl_tensor *labels, kdcl_tensor *dlogits)
 {
-    kdcl_run *r = f->kd;
     const struct kdcl_plugin *p = kdcl__run_plugin(r);
     int status;
     /* Each of these only when the plugin reads it.  Without a gradient of
        the logits from the plugin (a feature-only loss), the classifier
        gets none: dlogits is zeroed first. */
-    if ((status = kdcl_tensor_fill(b->dlogits, 0.0)))
+    if ((status = kdcl_tensor_fill(dlogits, 0.0)))
         return status;
     if (kdcl__input_find(p, "student.logits")
         && ((status = kdcl_run_set_input(r, "student.logits", slog))
-            || (status = kdcl_run_set_grad(r, "student.logits",
-                                           b->dlogits))))
+            || (status = kdcl_run_set_grad(r, "student.logits", dlogits))))
         return status;
     if (kdcl__input_find(p, "teacher.logits")
         && (status = kdcl_run_set_input(r, "teacher.logits", tlog)))
@@ -661,23 +661,38 @@ static int bind_kd(struct kdcl__fit *f, const kdcl_tensor *slog,
         && (status = kdcl_run_set_input(r, "teacher.0.logits", tlog)))
         return status;
     if (kdcl__input_find(p, "labels")
-        && (status = kdcl_run_set_input(r, "labels", b->y)))
+        && (status = kdcl_run_set_input(r, "labels", labels)))
         return status;
-    for (size_t i = 0; i < kdcl__model_tap_count(f->student); i++) {
-        const char *name = kdcl__model_tap_name(f->student, i);
+    for (size_t i = 0; i < kdcl__model_tap_count(student); i++) {
+        const char *name = kdcl__model_tap_name(student, i);
         if ((status = kdcl_run_set_input(r, name,
-                                         kdcl__model_tap(f->student, name)))
+                                         kdcl__model_tap(student, name)))
             || (status = kdcl_run_set_grad(
-                    r, name, kdcl__model_tap_grad(f->student, name))))
+                    r, name, kdcl__model_tap_grad(student, name))))
             return status;
     }
-    for (size_t i = 0; i < kdcl__model_tap_count(f->teacher); i++) {
-        const char *name = kdcl__model_tap_name(f->teacher, i);
+    for (size_t i = 0; i < kdcl__model_tap_count(teacher); i++) {
+        const char *name = kdcl__model_tap_name(teacher, i);
         if ((status = kdcl_run_set_input(r, name,
-                                         kdcl__model_tap(f->teacher, name))))
+                                         kdcl__model_tap(teacher, name))))
             return status;
     }
     return KDCL_OK;
+}
+
+int kdcl__kd_loss(kdcl_run *r, struct kdcl__model *student,
+                  const struct kdcl__model *teacher, const kdcl_tensor *slog,
+                  const kdcl_tensor *tlog, const kdcl_tensor *labels,
+                  kdcl_tensor *dlogits, double *loss)
+{
+    int status = bind_kd(r, student, teacher, slog, tlog, labels, dlogits);
+    if (!status)
+        status = kdcl_run_forward(r);
+    if (!status)
+        status = kdcl_run_backward(r);
+    if (!status)
+        status = kdcl_run_result(r, loss, NULL, 0);
+    return status;
 }
 
 /* Update every student parameter and every plugin trainable. */
@@ -742,13 +757,8 @@ int kdcl__fit_run(struct kdcl__fit *f, char *err, size_t errlen)
             if (status)
                 break;
             if (f->teacher) {
-                status = bind_kd(f, slog, tlog, &b);
-                if (!status)
-                    status = kdcl_run_forward(f->kd);
-                if (!status)
-                    status = kdcl_run_backward(f->kd);
-                if (!status)
-                    status = kdcl_run_result(f->kd, &loss, NULL, 0);
+                status = kdcl__kd_loss(f->kd, f->student, f->teacher, slog,
+                                       tlog, b.y, b.dlogits, &loss);
             } else {
                 status = kdcl__ce_rows(ctx, slog, b.y, b.dlogits, b.rows, B,
                                        classes);

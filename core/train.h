@@ -90,6 +90,13 @@ struct kdcl__fit {
 };
 
 int kdcl__fit_run(struct kdcl__fit *f, char *err, size_t errlen);
+/* One distillation step's loss as kdcl distill runs it: dlogits zeroed,
+   the student's and teacher's logits, labels and taps bound to the run
+   where its plugin reads them, then its forward, backward and loss. */
+int kdcl__kd_loss(kdcl_run *r, struct kdcl__model *student,
+                  const struct kdcl__model *teacher, const kdcl_tensor *slog,
+                  const kdcl_tensor *tlog, const kdcl_tensor *labels,
+                  kdcl_tensor *dlogits, double *loss);
 /* Accuracy of m on data (eval mode). */
 int kdcl__evaluate(kdcl_context *ctx, struct kdcl__model *m,
                    const struct kdcl__devdata *data, int64_t batch,
